@@ -1,0 +1,56 @@
+"""Logging set-up: structured JSON in containers, readable text on a terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with any `extra=` fields kept as top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def _wants_json(stream: Any) -> bool:
+    choice = os.environ.get("LOG_FORMAT", "auto").lower()
+    if choice in {"json", "text"}:
+        return choice == "json"
+    # Containers have no TTY: structured logs there, readable ones for a person at a terminal.
+    return not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def configure_logging(level: str | None = None, *, json_format: bool | None = None) -> None:
+    """Install one handler on the root logger; safe to call more than once."""
+    stream = sys.stderr
+    use_json = _wants_json(stream) if json_format is None else json_format
+    handler = logging.StreamHandler(stream)
+    if use_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_mlpipeline", False):
+            root.removeHandler(existing)
+    handler._mlpipeline = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel((level or os.environ.get("LOG_LEVEL", "INFO")).upper())

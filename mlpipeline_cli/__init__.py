@@ -1,0 +1,1 @@
+"""mlpipeline_cli."""

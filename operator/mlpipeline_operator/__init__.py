@@ -1,0 +1,1 @@
+"""operator/mlpipeline_operator."""
