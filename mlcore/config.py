@@ -131,13 +131,15 @@ class Settings(BaseSettings):
 
     @property
     def effective_s3_endpoint(self) -> str | None:
-        # MinIO users often set only the variable their other tools read.
-        return (
-            self.s3_endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-        )
+        return self.s3_endpoint_url or s3_endpoint_from_env()
+
+
+def s3_endpoint_from_env() -> str | None:
+    """The S3 endpoint as the environment says now; MinIO users often set only what their other tools read."""
+    for name in ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 def _parse_url(raw: str) -> URL:

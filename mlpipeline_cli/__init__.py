@@ -1,1 +1,1 @@
-"""mlpipeline_cli."""
+"""The `mlpipeline` command: each component as a subcommand, and `demo`, the whole loop on one machine."""

@@ -11,6 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from mlcore.config import s3_endpoint_from_env
 from mlcore.errors import StorageError
 from mlcore.storage.base import Storage, check_key, join_key
 
@@ -36,12 +37,10 @@ _retrying = retry(
 
 class S3Storage(Storage):
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None) -> None:
-        from mlcore.config import get_settings
-
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        endpoint = endpoint_url or get_settings().effective_s3_endpoint
+        endpoint = endpoint_url or s3_endpoint_from_env()
         # botocore retries on its own too; tenacity covers whole operations (multipart uploads included).
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
         self.client: Any = boto3.client("s3", endpoint_url=endpoint, config=config)

@@ -1,0 +1,311 @@
+"""`mlpipeline demo`: the whole loop on one machine — SQLite, local MLflow store, local files, no cluster.
+
+Stages: assets -> train (quick) -> serve -> send held-out reviews (and bad requests) -> drift -> summary.
+Each stage prints one line when it starts and one when it ends; a failure names the stage and stops the rest.
+Running it again reuses what is done: the offline assets are cached and a published model is reused
+(unless --retrain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlcore.config import get_settings
+from mlcore.errors import MLPipelineException, StorageError
+from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
+from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
+from mlpipeline_cli.stages import StageFailed, StageRunner
+
+DEPLOYMENT_ID = "local/sentiment"
+
+
+def add_demo_parser(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="run the whole loop on this machine (SQLite + local files)")
+    demo.add_argument("--requests", type=int, default=300, help="held-out reviews to send (default 300)")
+    demo.add_argument("--concurrency", type=int, default=4, help="parallel clients (default 4)")
+    demo.add_argument("--retrain", action="store_true", help="train again even if a published model exists")
+    demo.add_argument(
+        "--train-args",
+        default="--quick",
+        help="arguments for the training job (default: --quick); e.g. '--quick --max-length 64'",
+    )
+    demo.add_argument("--drift-args", default="", help="extra arguments for the drift job")
+    demo.add_argument("--startup-timeout", type=float, default=300, help="seconds to wait for the predictor")
+
+
+@dataclass
+class DemoState:
+    """What a previous run left that this one can reuse; lives in MLP_HOME."""
+
+    path: Path
+    model_uri: str | None = None
+    model_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> DemoState:
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return cls(path, data.get("model_uri"), data.get("model_version"), data.get("extra", {}))
+        return cls(path)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"model_uri": self.model_uri, "model_version": self.model_version, "extra": self.extra}
+        self.path.write_text(json.dumps(payload, indent=2))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    state = DemoState.load(home / "demo-state.json")
+    runner = StageRunner(total=6)
+    predictor: subprocess.Popen[bytes] | None = None
+    summary: dict[str, Any] = {}
+    try:
+        runner.run("prepare offline data and model", _prepare_assets, done=lambda p: f"IMDB CSV {p}")
+        model_uri, version = runner.run(
+            "train a quick model",
+            lambda: _train(args, state),
+            done=lambda r: f"model {r[0]}",
+        )
+        summary["model_uri"] = model_uri
+        predictor, base_url = runner.run(
+            "start the predictor",
+            lambda: _start_predictor(model_uri, version, home, args.startup_timeout),
+            done=lambda r: f"listening on {r[1]}",
+        )
+        load = runner.run(
+            "send held-out reviews",
+            lambda: _send_traffic(base_url, args),
+            done=lambda r: f"{len(r[0].latencies_ms)} answered, {r[0].errors} failed, {len(r[1])} bad requests refused",
+        )
+        summary["load"], summary["bad_requests"] = load
+        summary["accuracy_live"] = load[2]
+        _stop(predictor)
+        predictor = None
+        summary["drift"] = runner.run("run the drift job", lambda: _drift(args), done=lambda r: r["headline"])
+        runner.run("summarise", lambda: _print_summary(summary, settings, state))
+        return 0
+    except StageFailed as failure:
+        print(f"\nFAILED at {failure}", file=sys.stderr)
+        print("Fix the cause and run the same command again: finished stages are reused.", file=sys.stderr)
+        return 1
+    finally:
+        if predictor is not None:
+            _stop(predictor)
+
+
+def _prepare_assets() -> Path:
+    ensure_minilm()
+    return ensure_imdb_csv()
+
+
+def _component(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    command = [sys.executable, "-m", module, *args]
+    result = subprocess.run(command, env={**os.environ, **(env or {})}, check=False)
+    if result.returncode != 0:
+        raise MLPipelineException(f"`{shlex.join(command)}` exited with {result.returncode} (its output is above)")
+    return result
+
+
+def _latest_published(storage_uri: str, name: str) -> tuple[str, str] | None:
+    from mlcore.storage import list_versions, open_storage
+
+    try:
+        storage = open_storage(storage_uri)
+        versions = list_versions(storage, f"models/{name}")
+    except StorageError:
+        return None
+    if not versions:
+        return None
+    return storage.uri_for(f"models/{name}/{versions[-1]}"), versions[-1]
+
+
+def _model_is_usable(uri: str | None) -> bool:
+    if not uri:
+        return False
+    from mlcore.errors import ManifestError
+    from mlcore.storage import open_version, verify_version
+
+    try:
+        storage, prefix = open_version(uri)
+        verify_version(storage, prefix)
+    except (ManifestError, StorageError):
+        return False
+    return True
+
+
+def _train(args: argparse.Namespace, state: DemoState) -> tuple[str, str]:
+    settings = get_settings()
+    train_args = shlex.split(args.train_args)
+    if not args.retrain and state.model_uri and state.model_version and _model_is_usable(state.model_uri):
+        print(f"      reusing {state.model_uri} (pass --retrain to train again)", flush=True)
+        return state.model_uri, state.model_version
+    name = settings.registered_model_name
+    _component("training_job", *train_args, "--output", settings.effective_storage_uri, "--model-name", name)
+    latest = _latest_published(settings.effective_storage_uri, name)
+    if latest is None:
+        raise MLPipelineException(f"the training job finished but published no version of {name!r}")
+    state.model_uri, state.model_version = latest
+    state.save()
+    return latest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_predictor(model_uri: str, version: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    http_port, grpc_port = _free_port(), _free_port()
+    log_path = home / "predictor.log"
+    env = {
+        **os.environ,
+        "DEPLOYMENT_ID": DEPLOYMENT_ID,
+        "DEPLOYMENT_ROLE": "stable",
+        "MODEL_VERSION": version,
+    }
+    command = [
+        sys.executable, "-m", "predictor",
+        "--model_name", "sentiment",
+        "--storage_uri", model_uri,
+        "--http_port", str(http_port),
+        "--grpc_port", str(grpc_port),
+    ]  # fmt: skip
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child; closed with it
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise MLPipelineException("the predictor exited during start-up:\n" + "\n".join(tail))
+        try:
+            if httpx.get(f"{base_url}/v2/models/sentiment/ready", timeout=2).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    _stop(process)
+    raise MLPipelineException(f"the predictor was not ready after {timeout:.0f}s; see {log_path}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)  # graceful: the predictor flushes its log queue
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _held_out_reviews(count: int) -> tuple[list[str], list[str]]:
+    """Reviews (and their labels) from the test split the training job holds out."""
+    from training_job.data import held_out_examples
+
+    return held_out_examples(count)
+
+
+def _send_traffic(base_url: str, args: argparse.Namespace) -> tuple[LoadResult, list[tuple[str, int, str]], float]:
+    from tqdm import tqdm
+
+    texts, labels = _held_out_reviews(args.requests)
+    with tqdm(total=len(texts), desc="      reviews", unit="req", leave=False) as bar:
+        result = send_reviews(base_url, "sentiment", texts, concurrency=args.concurrency, progress=bar)
+    refused = show_bad_requests(base_url, "sentiment")
+    for what, status, message in refused:
+        print(f"      bad request ({what}): HTTP {status} {message}", flush=True)
+    not_400 = [what for what, status, _ in refused if status != 400]
+    if not_400:
+        raise MLPipelineException(f"bad requests not answered with 400: {not_400}")
+    correct = sum(1 for got, want in zip(result.labels, labels, strict=True) if got == want)
+    return result, refused, correct / max(1, len(texts))
+
+
+def _drift(args: argparse.Namespace) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from mlcore.db import DriftRun, MonitoringAlert, PredictionLog, create_db_engine, session_scope
+
+    _component("drift_cronjob", "--deployment", DEPLOYMENT_ID, *shlex.split(args.drift_args))
+    engine = create_db_engine()
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(func.count()).select_from(PredictionLog).where(PredictionLog.deployment_id == DEPLOYMENT_ID)
+        ).scalar_one()
+        run = (
+            session.execute(
+                select(DriftRun).where(DriftRun.deployment_id == DEPLOYMENT_ID).order_by(DriftRun.started_at.desc())
+            )
+            .scalars()
+            .first()
+        )
+        alerts = session.execute(
+            select(MonitoringAlert.alert_type, MonitoringAlert.message).where(
+                MonitoringAlert.deployment_id == DEPLOYMENT_ID, MonitoringAlert.resolved.is_(False)
+            )
+        ).all()
+    engine.dispose()
+    if run is None:
+        raise MLPipelineException("the drift job recorded no run")
+    share = f"{run.drift_share:.0%} of columns drifted" if run.drift_share is not None else "no drift share"
+    headline = f"{run.status}: {share}, {len(alerts)} open alerts" + (f" ({run.reason})" if run.reason else "")
+    return {
+        "rows_logged": rows,
+        "status": run.status,
+        "drift_share": run.drift_share,
+        "report_uri": run.report_uri,
+        "alerts": [f"{kind}: {message}" for kind, message in alerts],
+        "headline": headline,
+    }
+
+
+def _print_summary(summary: dict[str, Any], settings: Any, state: DemoState) -> None:
+    from mlcore.storage import open_version, read_manifest
+
+    load: LoadResult = summary["load"]
+    storage, prefix = open_version(summary["model_uri"])
+    card = read_manifest(storage, prefix)
+    metrics = card.metadata.get("metrics", {}) if isinstance(card.metadata, dict) else {}
+    if not metrics and storage.exists(f"{prefix}/model_card.json" if prefix else "model_card.json"):
+        raw = storage.get_bytes(f"{prefix}/model_card.json" if prefix else "model_card.json")
+        metrics = json.loads(raw).get("metrics", {})
+    drift = summary["drift"]
+    lines = [
+        "",
+        "== ml-pipeline demo summary ==",
+        f"model                {summary['model_uri']}",
+        f"local copy           {Path('models/final').resolve()}",
+        f"test accuracy        {metrics.get('accuracy', float('nan')):.4f} (model card)",
+        f"live accuracy        {summary['accuracy_live']:.4f} on {len(load.labels)} held-out reviews",
+        f"client latency       p50 {load.percentile(50):.1f} ms, p95 {load.percentile(95):.1f} ms",
+        f"rows logged          {drift['rows_logged']}",
+        f"drift                {drift['headline']}",
+        f"drift report         {drift['report_uri']}",
+        f"database             {settings.sqlalchemy_url.render_as_string(hide_password=True)}",
+        f"MLflow store         {settings.effective_tracking_uri}",
+        "",
+        "next:",
+        f"  MLflow UI          .venv/bin/mlflow ui --backend-store-uri {settings.effective_tracking_uri}",
+        "  Kubernetes         see docs/deploy-kubernetes.md (helm install / skaffold dev on kind)",
+    ]
+    for alert in drift["alerts"]:
+        lines.insert(-4, f"open alert           {alert}")
+    print("\n".join(lines), flush=True)

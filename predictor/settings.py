@@ -1,0 +1,82 @@
+"""Predictor settings: one pydantic model read from PREDICTOR_* variables, CLI flags and the operator's identity env.
+
+The identity variables (DEPLOYMENT_ID, DEPLOYMENT_ROLE, MODEL_VERSION) keep their bare names because the operator
+sets them for every predictor; everything else is PREDICTOR_<FIELD>.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlcore.errors import ConfigurationError
+
+MAX_TEXT_CHARS = 5000
+
+
+class PredictorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PREDICTOR_", extra="ignore", populate_by_name=True)
+
+    # --- what to serve ---
+    model_name: str = Field("sentiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    storage_uri: str | None = Field(None, description="A published version: s3://b/models/<name>/<v> or file://")
+    model_dir: Path | None = Field(None, description="A mounted version (KServe's storage initializer: /mnt/models)")
+    download_dir: Path | None = Field(None, description="Where a storage_uri is fetched to (default: cache dir)")
+
+    # --- identity stamped on every log row (set by the operator) ---
+    deployment_id: str | None = Field(None, validation_alias=AliasChoices("DEPLOYMENT_ID", "deployment_id"))
+    deployment_role: Literal["stable", "canary"] = Field(
+        "stable", validation_alias=AliasChoices("DEPLOYMENT_ROLE", "deployment_role")
+    )
+    model_version: str | None = Field(None, validation_alias=AliasChoices("MODEL_VERSION", "model_version"))
+
+    # --- inference ---
+    max_length: int | None = Field(None, ge=8, le=4096, description="Token limit; default: the model card's")
+    max_text_chars: int = Field(MAX_TEXT_CHARS, ge=1, le=1_000_000)
+    max_request_items: int = Field(64, ge=1, le=4096, description="Largest batch one request may send")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="Largest micro-batch the model runs at once")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch may wait for company")
+    torch_threads: int | None = Field(None, ge=1, le=256, description="Intra-op threads; default: CPU count")
+    optimize: Literal["none", "int8"] = "none"
+
+    # --- prediction logging ---
+    log_predictions: bool = True
+    log_queue_size: int = Field(10_000, ge=1)
+    log_batch_rows: int = Field(500, ge=1, le=10_000)
+    log_flush_interval_s: float = Field(0.2, gt=0, le=60)
+    log_retry_max_wait_s: float = Field(5.0, gt=0, le=300)
+    spill_dir: Path | None = Field(None, description="Where rows go while the DB is down (default: <home>/spill)")
+    migrate_db: bool = Field(False, description="Run the Alembic migrations before the first write")
+
+    # --- transport ---
+    http_port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(8081, ge=0, le=65535)
+    enable_grpc: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PredictorSettings:
+        if bool(self.storage_uri) == bool(self.model_dir):
+            raise ValueError("give exactly one of storage_uri (--storage_uri) or model_dir (--model_dir)")
+        return self
+
+    def effective_spill_dir(self, home: Path) -> Path:
+        return self.spill_dir or home / "spill" / self.model_name
+
+    def effective_torch_threads(self) -> int:
+        return self.torch_threads or max(1, len(os.sched_getaffinity(0)))
+
+
+def load_predictor_settings(**overrides: Any) -> PredictorSettings:
+    """Environment plus explicit overrides (CLI flags); invalid values raise ConfigurationError."""
+    try:
+        return PredictorSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        parts = []
+        for item in exc.errors():
+            field = ".".join(str(p) for p in item["loc"]) or "settings"
+            parts.append(f"{field}: {str(item['msg']).removeprefix('Value error, ')}")
+        raise ConfigurationError(f"invalid predictor configuration: {'; '.join(parts)}") from None

@@ -1,0 +1,27 @@
+"""Shared pytest setup: offline hubs and the real-service fixtures of tests/fixtures/services.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# `tests.fixtures...` must import the same way whether or not tests/ becomes a package later.
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+# No hub downloads at test time: every model and data set a test uses is local.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from tests.fixtures.services import (  # noqa: E402  (needs the path set above)
+    kube_apiserver,
+    postgres_server,
+    postgres_url,
+    s3_bucket,
+    s3_server,
+)
+
+__all__ = ["kube_apiserver", "postgres_server", "postgres_url", "s3_bucket", "s3_server"]
