@@ -6,6 +6,8 @@ SHELL := bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Keep downloaded wheels (torch is large) between fresh clones on the same machine.
+export PIP_CACHE_DIR ?= $(HOME)/.cache/ml-pipeline/pip
 # The pinned versions the lead keeps; used when present.
 CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt,)
 # Set ALLOW_NO_TESTS=1 to accept a run in which pytest collected nothing (exit 5); by default that fails.
@@ -15,10 +17,10 @@ ALLOW_NO_TESTS ?= 0
 
 help:
 	@echo "make setup  - venv + Python deps + pinned tools (hack/) + offline assets; idempotent"
-	@echo "make test   - ruff check, mypy, pytest -m 'not e2e' with coverage (what CI runs)"
+	@echo "make test   - set up, then ruff check, mypy, pytest -m 'not e2e' with coverage (what CI runs)"
 	@echo "make lint   - ruff check + ruff format --check + mypy"
 	@echo "make format - ruff format + ruff check --fix"
-	@echo "make run    - the demo (mlpipeline demo)"
+	@echo "make run    - set up, then the whole loop on the embedded default (mlpipeline demo)"
 
 setup: deps tools assets
 
@@ -41,7 +43,7 @@ tools:
 assets: deps
 	if [ -f hack/fetch-offline-assets.sh ]; then bash hack/fetch-offline-assets.sh; fi
 
-test:
+test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory pytest
@@ -66,5 +68,6 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-run:
+# The README's first command: sets up what it needs (idempotent), then the whole loop on the embedded default.
+run: deps assets
 	$(BIN)/mlpipeline demo

@@ -6,16 +6,18 @@ decides on its own. Every field is one environment variable, e.g. DRIFT_LOOKBACK
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlcore.errors import ConfigurationError
 
 
 class DriftSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DRIFT_", env_file=None, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFT_", env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True
+    )
 
     # --- windows ---
     lookback_hours: float = Field(24.0, gt=0, le=24 * 366, description="First run: how far back the window starts.")
@@ -24,7 +26,6 @@ class DriftSettings(BaseSettings):
     )
     min_rows: int = Field(100, ge=1, description="Fewer successful predictions in the window: skip the run.")
     reference_max_rows: int = Field(50_000, ge=100, description="Larger reference samples are subsampled.")
-    current_max_rows: int = Field(500_000, ge=100, description="Larger windows are subsampled for the tests.")
     sample_seed: int = 42
     fetch_batch_rows: int = Field(20_000, ge=100, le=1_000_000, description="Rows per database fetch.")
 
@@ -54,11 +55,20 @@ class DriftSettings(BaseSettings):
     volume_surge_ratio: float = Field(3.0, gt=1, description="Current/median above this: volume surge alert.")
 
     # --- outputs ---
-    alert_webhook_url: SecretStr | None = Field(None, description="Slack-compatible incoming webhook.")
+    # The chart passes these two without the prefix (a Secret key and a value shared with other tools).
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DRIFT_ALERT_WEBHOOK_URL", "ALERT_WEBHOOK_URL"),
+        description="Slack-compatible incoming webhook.",
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, le=120)
     webhook_attempts: int = Field(3, ge=1, le=10)
     webhook_backoff_s: float = Field(1.0, ge=0, le=60, description="First wait between webhook attempts.")
-    pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway, e.g. http://pushgateway:9091.")
+    pushgateway_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("DRIFT_PUSHGATEWAY_URL", "PUSHGATEWAY_URL"),
+        description="Prometheus Pushgateway, e.g. http://pushgateway:9091.",
+    )
     pushgateway_job: str = Field("mlpipeline_drift", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     reports_prefix: str = Field("reports", pattern=r"^[A-Za-z0-9._\-/]+$")
     report_base_url: str | None = Field(
@@ -85,6 +95,21 @@ class DriftSettings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("num_method", "cat_method")
+    @classmethod
+    def _known_stattest(cls, value: str | None, info: Any) -> str | None:
+        if not value:
+            return None
+        # Imported here: the registry pulls in Evidently, which only the checks themselves need.
+        from evidently.legacy.calculations.stattests import registry
+        from evidently.legacy.core import ColumnType
+
+        kind = ColumnType.Numerical if info.field_name == "num_method" else ColumnType.Categorical
+        allowed = sorted(name for name, types in registry._registered_stat_tests.items() if kind in types)
+        if value not in allowed:
+            raise ValueError(f"unknown {kind.value} drift method; one of {allowed}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> DriftSettings:
         if self.drift_share_critical < self.drift_share:
@@ -92,10 +117,6 @@ class DriftSettings(BaseSettings):
         if self.volume_min_baseline_windows > self.volume_baseline_windows:
             raise ValueError("DRIFT_VOLUME_MIN_BASELINE_WINDOWS must be <= DRIFT_VOLUME_BASELINE_WINDOWS")
         return self
-
-    @property
-    def method_kind(self) -> Literal["auto", "custom"]:
-        return "custom" if self.num_method or self.cat_method else "auto"
 
 
 def load_drift_settings(**overrides: Any) -> DriftSettings:
@@ -106,8 +127,10 @@ def load_drift_settings(**overrides: Any) -> DriftSettings:
         parts = []
         for item in exc.errors():
             field = ".".join(str(p) for p in item["loc"])
-            name = f"DRIFT_{field.upper()}" if field else "drift settings"
+            # Errors name a field, or the alias it was read from (already a variable name).
+            name = f"DRIFT_{field.upper()}" if field in DriftSettings.model_fields else field.upper() or "settings"
+            secret = "webhook" in field.lower() or isinstance(item.get("input"), dict)
             message = str(item["msg"]).removeprefix("Value error, ")
-            shown = "" if "webhook" in field or isinstance(item.get("input"), dict) else f" (got {item.get('input')!r})"
+            shown = "" if secret else f" (got {item.get('input')!r})"
             parts.append(f"{name}: {message}{shown}")
         raise ConfigurationError("invalid drift settings: " + "; ".join(parts)) from None

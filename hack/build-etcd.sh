@@ -7,7 +7,7 @@ have etcd "$ETCD_VERSION" && { log "etcd $ETCD_VERSION cached"; exit 0; }
 need_go
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cd "$work"
-go mod init etcdwrap >/dev/null
+go mod init etcdwrap >/dev/null 2>&1
 go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>"$work/get.log" || { cat "$work/get.log" >&2; die "go get etcd failed"; }
 log "building etcd $ETCD_VERSION"
 go build -trimpath -ldflags "-s -w" -o "$TOOLS_DIR/bin/etcd.tmp" go.etcd.io/etcd/server/v3

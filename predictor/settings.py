@@ -56,6 +56,9 @@ class PredictorSettings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(8081, ge=0, le=65535)
     enable_grpc: bool = True
+    # One log line per request (access log, kserve's per-request timings) costs CPU that inference needs;
+    # Prometheus metrics cover the same ground. Turn them on to debug.
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> PredictorSettings:

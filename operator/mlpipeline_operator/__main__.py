@@ -1,0 +1,26 @@
+"""`python -m mlpipeline_operator`: run the operator with settings from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from mlcore.errors import ConfigurationError
+from mlcore.logging import configure_logging
+from mlpipeline_operator.app import run
+from mlpipeline_operator.config import load_config
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        config = load_config()
+    except ConfigurationError as exc:
+        print(f"mlpipeline-operator: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(run(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Operator settings from the environment (MLP_OPERATOR_*); database settings come from mlcore.config."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mlcore.errors import ConfigurationError
+
+
+class OperatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLP_OPERATOR_", extra="ignore", case_sensitive=False)
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces to watch; empty = cluster-wide."
+    )
+    kubeconfig: str | None = Field(None, description="Kubeconfig file; unset = in-cluster, then $KUBECONFIG.")
+    tick_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often readiness and analysis due-ness are checked."
+    )
+    metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port; 0 disables.")
+    liveness_endpoint: str | None = Field("http://0.0.0.0:8080/healthz", description="kopf liveness probe URL.")
+    peering_name: str = Field("mlpipeline-operator", min_length=1, description="kopf peering object name.")
+    standalone: bool = Field(False, description="Skip peering (a single replica, or tests).")
+    priority: int | None = Field(None, description="Peering priority; unset = random, so two replicas differ.")
+    predictor_image: str = Field("ghcr.io/ml-pipeline/predictor:latest", min_length=1)
+    database_secret: str | None = Field(None, description="Default Secret with the predictors' DB_* variables.")
+    storage_secret: str | None = Field(None, description="Default Secret with the predictors' AWS_*/S3_* variables.")
+    max_workers: int = Field(32, ge=1, le=512, description="Threads for the synchronous handlers.")
+    migrate_database: bool = Field(False, description="Run the Alembic migrations at startup.")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("liveness_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value and not value.startswith("http://"):
+            raise ValueError("must be an http:// URL such as http://0.0.0.0:8080/healthz")
+        return value or None
+
+
+def load_config(**overrides: object) -> OperatorConfig:
+    try:
+        return OperatorConfig(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MLP_OPERATOR_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(f"invalid operator configuration: {problems}") from None

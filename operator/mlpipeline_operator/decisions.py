@@ -1,0 +1,317 @@
+"""The rollout state machine: pure transitions from one RolloutState to the next.
+
+Each transition returns a Decision: the new state, the model_deployments rows to record (upserted by key, so
+re-running a transition after a crash records nothing twice) and the event that explains it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from mlpipeline_operator.analysis import AnalysisResult
+from mlpipeline_operator.spec import ModelDeploymentSpec
+from mlpipeline_operator.state import Canary, RolloutState, Stable, iso
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One model_deployments row, keyed by (deployment, rollout_id, deployment_type)."""
+
+    rollout_id: str
+    deployment_type: Literal["stable", "canary"]
+    version: str
+    storage_uri: str
+    is_active: bool
+    traffic_percent: int
+    outcome: str | None
+    metrics: dict[str, Any] | None = None
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RolloutState
+    reason: str
+    message: str
+    event_type: EventType = "Normal"
+    records: tuple[Record, ...] = field(default_factory=tuple)
+    changed: bool = True
+
+
+def rollout_id(generation: int, version: str) -> str:
+    """Deterministic: the same spec generation always yields the same id, so a re-run upserts the same rows."""
+    return f"g{generation}-v{version}"
+
+
+def nothing(state: RolloutState, message: str) -> Decision:
+    return Decision(state, "NoChange", message, changed=False)
+
+
+def deploy(state: RolloutState, spec: ModelDeploymentSpec, generation: int, now: datetime) -> Decision:
+    """First deployment (or Immediate strategy): the spec's model becomes the stable model at once."""
+    rid = rollout_id(generation, spec.model.version)
+    records: list[Record] = []
+    new = state
+    if state.canary:
+        records.append(_canary_record(state.canary, "superseded", ended=True))
+        new = new.with_history(state.canary.rollout_id, state.canary.version, "superseded", now, "model replaced")
+    if state.stable and state.stable.rollout_id != rid:
+        records.append(_stable_record(state.stable, 0, "superseded", active=False, ended=True))
+    records.append(Record(rid, "stable", spec.model.version, spec.model.storage_uri, True, 100, "deployed"))
+    message = f"deploying model {spec.model.name} version {spec.model.version}"
+    new = replace(
+        new,
+        phase="Deploying",
+        message=message,
+        stable=Stable(spec.model.version, spec.model.storage_uri, rid),
+        canary=None,
+        rollout_id=rid,
+        observed_generation=generation,
+    ).with_history(rid, spec.model.version, "deployed", now, message)
+    return Decision(new, "Deploying", message, records=tuple(records))
+
+
+def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int, now: datetime) -> Decision:
+    """spec.model changed: start a canary, replace the model, or cancel a canary when the stable one is back."""
+    model = spec.model
+    if state.stable is None:
+        return deploy(state, spec, generation, now)
+    same_as_stable = (model.version, model.storage_uri) == (state.stable.version, state.stable.storage_uri)
+    if state.canary and (model.version, model.storage_uri) == (state.canary.version, state.canary.storage_uri):
+        return nothing(replace(state, observed_generation=generation), "canary already serves this model")
+    if same_as_stable:
+        if state.canary is None:
+            return nothing(replace(state, observed_generation=generation), "stable already serves this model")
+        return roll_back(
+            replace(state, observed_generation=generation),
+            now,
+            "canary cancelled: spec.model is the stable model again",
+            outcome="cancelled",
+        )
+    if spec.rollout.strategy == "Immediate":
+        return deploy(state, spec, generation, now)
+
+    rid = rollout_id(generation, model.version)
+    weight = spec.rollout.steps[0]
+    records: list[Record] = []
+    new = state
+    if state.canary:
+        records.append(_canary_record(state.canary, "superseded", ended=True))
+        new = new.with_history(state.canary.rollout_id, state.canary.version, "superseded", now, "newer model")
+    canary = Canary(model.version, model.storage_uri, rid, weight, 0, now, now)
+    records.append(_canary_record(canary, "progressing"))
+    records.append(_stable_record(state.stable, 100 - weight, None, active=True))
+    message = f"canary of version {model.version} started at {weight}% (stable {state.stable.version})"
+    new = replace(
+        new, phase="Progressing", message=message, canary=canary, rollout_id=rid, observed_generation=generation
+    )
+    return Decision(new, "CanaryStarted", message, records=tuple(records))
+
+
+def became_ready(state: RolloutState) -> Decision:
+    """Deploying/Promoting and KServe reports Ready: the rollout is done."""
+    if state.phase not in ("Deploying", "Promoting") or state.stable is None:
+        return nothing(state, "not waiting for readiness")
+    message = f"version {state.stable.version} is serving"
+    return Decision(replace(state, phase="Succeeded", message=message), "Ready", message)
+
+
+def analysis_due(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) -> bool:
+    canary = state.canary
+    if state.phase != "Progressing" or canary is None or canary.awaiting_promotion:
+        return False
+    last = canary.last_analysis_at or canary.step_started_at
+    return now - last >= spec.rollout.interval_delta
+
+
+def analysis_window_start(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) -> datetime:
+    """The window never reaches before the canary started: older rows belong to another rollout."""
+    assert state.canary is not None
+    return max(now - spec.rollout.analysis.window_delta, state.canary.started_at)
+
+
+def judge(state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime) -> Decision:
+    """One analysis: pass -> next step (or promotion), fail -> count it (roll back at maxFailedChecks)."""
+    canary = state.canary
+    assert canary is not None and state.stable is not None
+    figures = {**result.as_status(), "at": iso(now)}
+    canary = replace(canary, last_analysis_at=now, last_analysis=figures)
+    steps = spec.rollout.steps
+    if result.verdict == "inconclusive":
+        message = f"analysis at {canary.weight}%: {'; '.join(result.reasons)}"
+        return Decision(replace(state, canary=canary, message=message), "AnalysisInconclusive", message)
+    if result.verdict == "fail":
+        canary = replace(canary, checks_failed=canary.checks_failed + 1)
+        limit = spec.rollout.max_failed_checks
+        message = f"analysis failed ({canary.checks_failed}/{limit}) at {canary.weight}%: {'; '.join(result.reasons)}"
+        failed = replace(state, canary=canary, message=message)
+        if canary.checks_failed >= limit:
+            return roll_back(
+                failed,
+                now,
+                f"rolled back after {canary.checks_failed} failed checks: " + "; ".join(result.reasons),
+                metrics=figures,
+            )
+        return Decision(
+            failed,
+            "AnalysisFailed",
+            message,
+            "Warning",
+            records=(_canary_record(canary, "progressing", metrics=figures),),
+        )
+    canary = replace(canary, checks_passed=canary.checks_passed + 1)
+    if canary.step_index + 1 < len(steps):
+        weight = steps[canary.step_index + 1]
+        canary = replace(canary, step_index=canary.step_index + 1, weight=weight, step_started_at=now)
+        message = f"analysis passed: canary {canary.version} advanced to {weight}%"
+        new = replace(state, canary=canary, message=message)
+        records = (
+            _canary_record(canary, "progressing", metrics=figures),
+            _stable_record(state.stable, 100 - weight, None, active=True),
+        )
+        return Decision(new, "CanaryAdvanced", message, records=records)
+    if spec.rollout.auto_promote:
+        return promote(replace(state, canary=canary), now, "analysis passed at 100%", metrics=figures)
+    canary = replace(canary, awaiting_promotion=True)
+    message = f"analysis passed at 100%: annotate mlpipeline.io/promote=true to promote version {canary.version}"
+    return Decision(
+        replace(state, canary=canary, message=message),
+        "AwaitingPromotion",
+        message,
+        records=(_canary_record(canary, "progressing", metrics=figures),),
+    )
+
+
+def promote(state: RolloutState, now: datetime, why: str, metrics: dict[str, Any] | None = None) -> Decision:
+    """The canary becomes the stable model; the old stable model is retired."""
+    canary, stable = state.canary, state.stable
+    if canary is None or stable is None:
+        return nothing(state, "no canary to promote")
+    metrics = metrics if metrics is not None else canary.last_analysis
+    message = f"version {canary.version} promoted ({why}); version {stable.version} retired"
+    records = (
+        _canary_record(replace(canary, weight=100), "promoted", metrics=metrics, active=False, ended=True),
+        Record(canary.rollout_id, "stable", canary.version, canary.storage_uri, True, 100, "promoted", metrics),
+        _stable_record(stable, 0, "superseded", active=False, ended=True),
+    )
+    new = replace(
+        state,
+        phase="Promoting",
+        message=message,
+        stable=Stable(canary.version, canary.storage_uri, canary.rollout_id),
+        canary=None,
+        rollout_id=canary.rollout_id,
+    ).with_history(canary.rollout_id, canary.version, "promoted", now, why)
+    return Decision(new, "Promoted", message, records=records)
+
+
+def roll_back(
+    state: RolloutState,
+    now: datetime,
+    why: str,
+    metrics: dict[str, Any] | None = None,
+    outcome: str = "rolled_back",
+) -> Decision:
+    """The canary is removed; all traffic goes back to the stable model."""
+    canary, stable = state.canary, state.stable
+    if canary is None or stable is None:
+        return nothing(state, "no canary to roll back")
+    metrics = metrics if metrics is not None else canary.last_analysis
+    records = (
+        _canary_record(canary, outcome, metrics=metrics, active=False, ended=True),
+        _stable_record(stable, 100, None, active=True),
+    )
+    phase = "RolledBack" if outcome == "rolled_back" else "Succeeded"
+    message = (
+        f"version {canary.version} {outcome.replace('_', ' ')}: {why}; version {stable.version} serves all traffic"
+    )
+    new = replace(state, phase=phase, message=message, canary=None).with_history(
+        canary.rollout_id, canary.version, outcome, now, why
+    )
+    return Decision(new, "RolledBack" if outcome == "rolled_back" else "CanaryCancelled", message, "Warning", records)
+
+
+def pause(state: RolloutState) -> Decision:
+    if state.phase != "Progressing":
+        return nothing(state, f"nothing to pause in phase {state.phase}")
+    message = "rollout paused (annotation mlpipeline.io/paused)"
+    return Decision(replace(state, phase="Paused", message=message), "Paused", message)
+
+
+def resume(state: RolloutState, now: datetime) -> Decision:
+    if state.phase != "Paused":
+        return nothing(state, f"nothing to resume in phase {state.phase}")
+    if state.canary is None:
+        return Decision(replace(state, phase="Succeeded", message="resumed"), "Resumed", "resumed")
+    # A paused step does not count as observed time: analysis restarts its clock.
+    canary = replace(state.canary, step_started_at=now, last_analysis_at=None)
+    message = f"rollout resumed at {canary.weight}%"
+    return Decision(replace(state, phase="Progressing", canary=canary, message=message), "Resumed", message)
+
+
+def fail(state: RolloutState, why: str) -> Decision:
+    return Decision(replace(state, phase="Failed", message=why), "Failed", why, "Warning")
+
+
+def conditions(
+    state: RolloutState, ready: bool | None, ready_message: str, now: datetime
+) -> tuple[dict[str, Any], ...]:
+    """Ready / Progressing / Degraded, keeping lastTransitionTime when a condition's status did not change."""
+    previous = {c.get("type"): c for c in state.conditions}
+    ready_status = previous.get("Ready", {}).get("status", "Unknown") if ready is None else str(ready)
+    progressing = state.phase in ("Deploying", "Progressing", "Promoting")
+    degraded = state.phase in ("RolledBack", "Failed")
+    wanted = [
+        (
+            "Ready",
+            ready_status,
+            "InferenceServiceReady" if ready_status == "True" else "InferenceServiceNotReady",
+            ready_message or previous.get("Ready", {}).get("message", ""),
+        ),
+        ("Progressing", str(progressing), state.phase, state.message),
+        ("Degraded", str(degraded), state.phase if degraded else "AsExpected", state.message if degraded else ""),
+    ]
+    result = []
+    for kind, status, reason, message in wanted:
+        old = previous.get(kind)
+        changed = old is None or old.get("status") != status
+        result.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": iso(now) if changed else old.get("lastTransitionTime", iso(now)),
+            }
+        )
+    return tuple(result)
+
+
+def _canary_record(
+    canary: Canary,
+    outcome: str | None,
+    metrics: dict[str, Any] | None = None,
+    active: bool = True,
+    ended: bool = False,
+) -> Record:
+    return Record(
+        canary.rollout_id,
+        "canary",
+        canary.version,
+        canary.storage_uri,
+        active,
+        canary.weight,
+        outcome,
+        metrics,
+        ended,
+    )
+
+
+def _stable_record(stable: Stable, traffic: int, outcome: str | None, active: bool, ended: bool = False) -> Record:
+    return Record(
+        stable.rollout_id, "stable", stable.version, stable.storage_uri, active, traffic, outcome, None, ended
+    )

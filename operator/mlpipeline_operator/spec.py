@@ -1,0 +1,161 @@
+"""The ModelDeployment spec as pydantic models: the same fields, defaults and rules as the CRD's schema.
+
+The API server already validates (CEL), so this mostly fills defaults for objects written before a default
+existed and gives the handlers typed access. A spec that fails here is a DataValidationError with the field path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlcore.errors import DataValidationError
+from mlpipeline_operator.durations import parse_duration
+
+_RESERVED_ENV = {"DEPLOYMENT_ID", "DEPLOYMENT_ROLE", "MODEL_VERSION", "MODEL_URI", "REGISTERED_MODEL_NAME"}
+_URI_SCHEMES = ("s3://", "gs://", "pvc://", "file://", "http://", "https://", "hf://")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class ModelRef(_Model):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage_uri: str = Field(alias="storageUri", min_length=1, max_length=2048)
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(_URI_SCHEMES) or " " in value:
+            raise ValueError("must start with s3://, gs://, pvc://, file://, http(s):// or hf:// and hold no spaces")
+        return value
+
+
+class EnvVar(_Model):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str = ""
+
+
+class PredictorSpec(_Model):
+    runtime: str | None = None
+    model_format: str = Field("huggingface", alias="modelFormat")
+    image: str | None = None
+    min_replicas: int = Field(1, alias="minReplicas", ge=0, le=100)
+    max_replicas: int = Field(1, alias="maxReplicas", ge=1, le=100)
+    service_account_name: str | None = Field(None, alias="serviceAccountName")
+    resources: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    )
+    env: tuple[EnvVar, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PredictorSpec:
+        if self.runtime and self.image:
+            raise ValueError("set either runtime or image, not both")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
+        reserved = sorted({e.name for e in self.env} & _RESERVED_ENV)
+        if reserved:
+            raise ValueError(f"env must not set {', '.join(reserved)}: the operator sets them")
+        return self
+
+
+class SecretRef(_Model):
+    name: str = Field(min_length=1, max_length=253)
+
+
+class ParentRef(_Model):
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+
+
+class RoutingSpec(_Model):
+    parent_ref: ParentRef | None = Field(None, alias="parentRef")
+    hostnames: tuple[str, ...] = ()
+
+
+class AnalysisSpec(_Model):
+    window: str = "5m"
+    min_requests: int = Field(50, alias="minRequests", ge=1, le=1_000_000)
+    max_error_rate: float = Field(0.05, alias="maxErrorRate", ge=0.0, le=1.0)
+    max_latency_p95_ms: float = Field(1000.0, alias="maxLatencyP95Ms", gt=0.0, le=3_600_000.0)
+    max_label_shift: float = Field(0.1, alias="maxLabelShift", ge=0.0, le=1.0)
+    min_mean_confidence: float = Field(0.0, alias="minMeanConfidence", ge=0.0, le=1.0)
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _positive_duration(value)
+        return value
+
+    @property
+    def window_delta(self) -> timedelta:
+        return parse_duration(self.window)
+
+
+class RolloutSpec(_Model):
+    strategy: Literal["Canary", "Immediate"] = "Canary"
+    steps: tuple[int, ...] = (10, 25, 50, 100)
+    interval: str = "1m"
+    max_failed_checks: int = Field(3, alias="maxFailedChecks", ge=1, le=100)
+    auto_promote: bool = Field(True, alias="autoPromote")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one step")
+        if any(s < 1 or s > 100 for s in value):
+            raise ValueError("every step is a traffic percent between 1 and 100")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("must be strictly increasing (e.g. [10, 25, 50, 100])")
+        if value[-1] != 100:
+            raise ValueError("must end at 100")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _positive_duration(value)
+        return value
+
+    @property
+    def interval_delta(self) -> timedelta:
+        return parse_duration(self.interval)
+
+
+class ModelDeploymentSpec(_Model):
+    model: ModelRef
+    predictor: PredictorSpec = Field(default_factory=PredictorSpec)
+    database_secret_ref: SecretRef | None = Field(None, alias="databaseSecretRef")
+    storage_secret_ref: SecretRef | None = Field(None, alias="storageSecretRef")
+    deployment_mode: Literal["RawDeployment", "Serverless"] = Field("RawDeployment", alias="deploymentMode")
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+
+
+def _positive_duration(value: str) -> None:
+    try:
+        delta = parse_duration(value)
+    except DataValidationError as exc:
+        raise ValueError(str(exc)) from None
+    if delta < timedelta(seconds=1):
+        raise ValueError("must be at least 1s")
+
+
+def parse_spec(raw: dict[str, Any] | Any) -> ModelDeploymentSpec:
+    """A ModelDeployment's spec (a dict or kopf Spec) -> typed model; DataValidationError names each bad field."""
+    try:
+        return ModelDeploymentSpec.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {str(err['msg']).removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise DataValidationError(f"invalid ModelDeployment spec: {problems}") from None

@@ -1,0 +1,148 @@
+"""The rollout state kept in a ModelDeployment's status, so that a restarted operator continues where it stopped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+PHASES = ("Pending", "Deploying", "Progressing", "Paused", "Promoting", "Succeeded", "RolledBack", "Failed")
+HISTORY_LIMIT = 10
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Stable:
+    version: str
+    storage_uri: str
+    rollout_id: str
+
+
+@dataclass(frozen=True)
+class Canary:
+    version: str
+    storage_uri: str
+    rollout_id: str
+    weight: int
+    step_index: int
+    started_at: datetime
+    step_started_at: datetime
+    checks_passed: int = 0
+    checks_failed: int = 0
+    last_analysis_at: datetime | None = None
+    last_analysis: dict[str, Any] | None = None
+    awaiting_promotion: bool = False
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    phase: str = "Pending"
+    message: str = ""
+    stable: Stable | None = None
+    canary: Canary | None = None
+    rollout_id: str | None = None
+    history: tuple[dict[str, Any], ...] = ()
+    conditions: tuple[dict[str, Any], ...] = ()
+    observed_generation: int | None = None
+    inference_service: str | None = None
+
+    def with_history(self, rollout_id: str, version: str, outcome: str, at: datetime, message: str) -> RolloutState:
+        entry = {"rolloutId": rollout_id, "version": version, "outcome": outcome, "at": iso(at), "message": message}
+        return replace(self, history=(*self.history, entry)[-HISTORY_LIMIT:])
+
+
+def from_status(status: dict[str, Any] | None) -> RolloutState:
+    status = dict(status or {})
+    stable = status.get("stable") or None
+    canary = status.get("canary") or None
+    return RolloutState(
+        phase=status.get("phase") or "Pending",
+        message=status.get("message") or "",
+        stable=Stable(stable["version"], stable.get("storageUri", ""), stable.get("rolloutId", "")) if stable else None,
+        canary=_canary_from(canary) if canary and canary.get("version") else None,
+        rollout_id=status.get("rolloutId"),
+        history=tuple(status.get("history") or ()),
+        conditions=tuple(status.get("conditions") or ()),
+        observed_generation=status.get("observedGeneration"),
+        inference_service=status.get("inferenceService"),
+    )
+
+
+def _canary_from(raw: dict[str, Any]) -> Canary:
+    now = datetime.now(UTC)
+    return Canary(
+        version=raw["version"],
+        storage_uri=raw.get("storageUri", ""),
+        rollout_id=raw.get("rolloutId", ""),
+        weight=int(raw.get("weight", 0)),
+        step_index=int(raw.get("stepIndex", 0)),
+        started_at=parse_time(raw.get("startedAt")) or now,
+        step_started_at=parse_time(raw.get("stepStartedAt")) or now,
+        checks_passed=int(raw.get("checksPassed", 0)),
+        checks_failed=int(raw.get("checksFailed", 0)),
+        last_analysis_at=parse_time(raw.get("lastAnalysisAt")),
+        last_analysis=raw.get("lastAnalysis"),
+        awaiting_promotion=bool(raw.get("awaitingPromotion", False)),
+    )
+
+
+def to_status(state: RolloutState) -> dict[str, Any]:
+    """The full status, written as a whole (None values are left out: the schema has no nullable fields)."""
+    return _compact(_status(state))
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def _status(state: RolloutState) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "phase": state.phase,
+        "message": state.message,
+        "rolloutId": state.rollout_id,
+        "history": list(state.history),
+        "conditions": list(state.conditions),
+        "stable": None,
+        "canary": None,
+    }
+    if state.observed_generation is not None:
+        status["observedGeneration"] = state.observed_generation
+    if state.inference_service:
+        status["inferenceService"] = state.inference_service
+    if state.stable:
+        status["stable"] = {
+            "version": state.stable.version,
+            "storageUri": state.stable.storage_uri,
+            "rolloutId": state.stable.rollout_id,
+        }
+    if state.canary:
+        c = state.canary
+        canary: dict[str, Any] = {
+            "version": c.version,
+            "storageUri": c.storage_uri,
+            "rolloutId": c.rollout_id,
+            "weight": c.weight,
+            "stepIndex": c.step_index,
+            "checksPassed": c.checks_passed,
+            "checksFailed": c.checks_failed,
+            "startedAt": iso(c.started_at),
+            "stepStartedAt": iso(c.step_started_at),
+            "awaitingPromotion": c.awaiting_promotion,
+        }
+        canary["lastAnalysisAt"] = iso(c.last_analysis_at) if c.last_analysis_at else None
+        canary["lastAnalysis"] = c.last_analysis
+        status["canary"] = canary
+    return status

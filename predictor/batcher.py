@@ -1,0 +1,118 @@
+"""Adaptive micro-batching on the event loop: concurrent requests share one forward pass.
+
+While the model is busy, new requests queue up and the next pass takes all of them (up to max_batch_size), so
+batches grow with load on their own. A lone request is never held back: the batcher waits up to max_wait only
+when the previous batch served several requests (concurrency was observed), and then only until as many requests
+as last time have arrived. Inference runs in one dedicated thread, so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class _Pending:
+    texts: list[str]
+    future: asyncio.Future[np.ndarray]
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    def __init__(self, run_batch: RunBatch, *, max_batch_size: int = 32, max_wait_ms: float = 5.0) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._carry: _Pending | None = None
+        self._last_requests = 1
+        # One thread: the model already uses all cores; two passes at once would only fight over them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+
+    def _ensure_started(self) -> asyncio.Queue[_Pending]:
+        # Started lazily on the serving loop: the kserve server creates its loop after the model is loaded.
+        if self._queue is None or self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._loop(self._queue), name="micro-batcher")
+        return self._queue
+
+    async def submit(self, texts: list[str]) -> np.ndarray:
+        """Probabilities for `texts`, computed together with whatever else is queued."""
+        queue = self._ensure_started()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        queue.put_nowait(_Pending(list(texts), future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
+        first = self._carry or await queue.get()
+        self._carry = None
+        batch, items = [first], len(first.texts)
+        deadline = time.perf_counter() + self.max_wait_s
+        target = self._last_requests
+        while items < self.max_batch_size:
+            try:
+                pending = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.perf_counter()
+                if len(batch) >= target or remaining <= 0:
+                    break
+                try:
+                    pending = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if items + len(pending.texts) > self.max_batch_size:
+                self._carry = pending  # does not fit: first in line for the next batch
+                break
+            batch.append(pending)
+            items += len(pending.texts)
+        return batch
+
+    async def _loop(self, queue: asyncio.Queue[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect(queue)
+            self._last_requests = len(batch)
+            live = [p for p in batch if not p.future.done()]  # a client may have gone away meanwhile
+            if not live:
+                continue
+            texts = [t for p in live for t in p.texts]
+            try:
+                probabilities = await loop.run_in_executor(self._executor, self._run_chunked, texts)
+            except Exception as exc:
+                for pending in live:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            start = 0
+            for pending in live:
+                end = start + len(pending.texts)
+                if not pending.future.done():
+                    pending.future.set_result(probabilities[start:end])
+                start = end
+
+    def _run_chunked(self, texts: list[str]) -> np.ndarray:
+        # A single request larger than max_batch_size still runs in passes of at most that size.
+        parts = [self._run_batch(texts[i : i + self.max_batch_size]) for i in range(0, len(texts), self.max_batch_size)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -1,0 +1,233 @@
+"""Request/response codecs for the Open Inference Protocol v2 (REST and gRPC) and KServe v1.
+
+Pure translation and validation between wire payloads and (texts, options) / predictions; no model, no I/O.
+Every client mistake raises InferenceInputError with a message that says what to send instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from kserve.protocol.infer_type import (
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    deserialize_bytes_tensor,
+    to_http_parameters,
+)
+
+from mlcore.errors import InferenceInputError
+
+INPUT_NAME = "text"
+OUTPUT_LABEL = "label"
+OUTPUT_SCORE = "score"
+OUTPUT_ID = "prediction_id"
+OUTPUT_PROBABILITIES = "probabilities"
+PARAM_PROBABILITIES = "return_probabilities"
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    max_chars: int = 5000
+    max_items: int = 64
+
+
+@dataclass
+class DecodedRequest:
+    texts: list[str]
+    return_probabilities: bool = False
+    request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    label: str
+    score: float
+    probabilities: list[float]
+
+
+def validate_texts(texts: list[Any], limits: TextLimits) -> list[str]:
+    if not texts:
+        raise InferenceInputError("no texts given: send at least one")
+    if len(texts) > limits.max_items:
+        raise InferenceInputError(f"batch of {len(texts)} texts is over the maximum of {limits.max_items} per request")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InferenceInputError(f"text[{index}] must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InferenceInputError(f"text[{index}] is empty or whitespace only")
+        if len(text) > limits.max_chars:
+            raise InferenceInputError(
+                f"text[{index}] has {len(text)} characters, over the maximum of {limits.max_chars}"
+            )
+    return list(texts)
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    raise InferenceInputError(f"parameter {name!r} must be a boolean, got {value!r}")
+
+
+# --- v2 -----------------------------------------------------------------------------------------------------
+
+
+def decode_v2(request: InferRequest, limits: TextLimits) -> DecodedRequest:
+    inputs = request.inputs or []
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+        names = [i.name for i in inputs]
+        raise InferenceInputError(f"expected exactly one input tensor named {INPUT_NAME!r}, got {names}")
+    tensor = inputs[0]
+    if tensor.datatype != "BYTES":
+        raise InferenceInputError(f"input {INPUT_NAME!r} must have datatype BYTES, got {tensor.datatype}")
+    shape = list(tensor.shape or [])
+    if len(shape) != 1:
+        raise InferenceInputError(f"input {INPUT_NAME!r} must have shape [N], got {shape}")
+    values = _tensor_values(tensor)
+    if shape[0] != len(values):
+        raise InferenceInputError(f"input {INPUT_NAME!r} has shape {shape} but holds {len(values)} elements")
+    texts = validate_texts([_as_text(v, i) for i, v in enumerate(values)], limits)
+    params = to_http_parameters(request.parameters) if request.parameters else {}
+    wanted = _as_bool(params.get(PARAM_PROBABILITIES, False), PARAM_PROBABILITIES)
+    if request.request_outputs and any(o.name == OUTPUT_PROBABILITIES for o in request.request_outputs):
+        wanted = True
+    return DecodedRequest(texts=texts, return_probabilities=wanted, request_id=request.id or None)
+
+
+def _tensor_values(tensor: Any) -> list[Any]:
+    if tensor._raw_data is not None:  # binary extension / gRPC raw_input_contents
+        try:
+            return list(deserialize_bytes_tensor(tensor._raw_data))
+        except Exception as exc:
+            raise InferenceInputError(f"input {INPUT_NAME!r}: raw BYTES contents do not decode: {exc}") from None
+    data = tensor.data
+    if data is None:
+        raise InferenceInputError(f"input {INPUT_NAME!r} carries no data")
+    if isinstance(data, np.ndarray):
+        return list(data.reshape(-1))
+    if not isinstance(data, list):
+        raise InferenceInputError(f"input {INPUT_NAME!r}: data must be a list of strings")
+    if any(isinstance(v, list) for v in data):
+        raise InferenceInputError(f"input {INPUT_NAME!r}: data must be a flat list of strings for shape [N]")
+    return data
+
+
+def _as_text(value: Any, index: int) -> Any:
+    if isinstance(value, bytes | np.bytes_):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InferenceInputError(f"text[{index}] is not valid UTF-8") from None
+    return value
+
+
+def encode_v2(
+    request: InferRequest,
+    predictions: list[Prediction],
+    *,
+    model_name: str,
+    model_version: str | None,
+    response_id: str,
+    labels: list[str],
+    return_probabilities: bool,
+) -> InferResponse:
+    n = len(predictions)
+    outputs = [
+        InferOutput(OUTPUT_LABEL, [n], "BYTES", [p.label for p in predictions]),
+        InferOutput(OUTPUT_SCORE, [n], "FP32", [float(p.score) for p in predictions]),
+        InferOutput(OUTPUT_ID, [n], "BYTES", [p.prediction_id for p in predictions]),
+    ]
+    if return_probabilities:
+        flat = [float(x) for p in predictions for x in p.probabilities]
+        outputs.append(
+            InferOutput(OUTPUT_PROBABILITIES, [n, len(labels)], "FP32", flat, parameters={"labels": ",".join(labels)})
+        )
+    return InferResponse(
+        response_id=response_id,
+        model_name=model_name,
+        model_version=model_version,
+        infer_outputs=outputs,
+        from_grpc=request.from_grpc,
+        use_binary_outputs=request.use_binary_outputs,
+        requested_outputs=request.request_outputs,
+    )
+
+
+def v2_input_metadata() -> list[dict[str, Any]]:
+    return [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}]
+
+
+def v2_output_metadata(num_labels: int) -> list[dict[str, Any]]:
+    return [
+        {"name": OUTPUT_LABEL, "datatype": "BYTES", "shape": [-1]},
+        {"name": OUTPUT_SCORE, "datatype": "FP32", "shape": [-1]},
+        {"name": OUTPUT_ID, "datatype": "BYTES", "shape": [-1]},
+        {"name": OUTPUT_PROBABILITIES, "datatype": "FP32", "shape": [-1, num_labels]},
+    ]
+
+
+# --- v1 -----------------------------------------------------------------------------------------------------
+
+
+def decode_v1(body: Any, limits: TextLimits) -> DecodedRequest:
+    """`{"instances": ["..", ..]}`, `{"instances": [{"text": ".."}]}` or a bare list of either."""
+    wanted = False
+    if isinstance(body, bytes | str):  # a body sent without a JSON content type reaches us undecoded
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InferenceInputError(f"malformed JSON: {exc}") from None
+    if isinstance(body, dict):
+        if "instances" not in body:
+            raise InferenceInputError('v1 request must be {"instances": [...]} or a list of {"text": ...} objects')
+        instances = body["instances"]
+        params = body.get("parameters")
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise InferenceInputError('"parameters" must be an object')
+        wanted = _as_bool(params.get(PARAM_PROBABILITIES, False), PARAM_PROBABILITIES)
+    elif isinstance(body, list):
+        instances = body
+    else:
+        raise InferenceInputError('v1 request must be {"instances": [...]} or a list of {"text": ...} objects')
+    if not isinstance(instances, list):
+        raise InferenceInputError('"instances" must be a list')
+    texts: list[Any] = []
+    for index, item in enumerate(instances):
+        if isinstance(item, dict):
+            if set(item) != {"text"}:
+                raise InferenceInputError(f'instances[{index}] must be {{"text": "..."}}, got keys {sorted(item)}')
+            texts.append(item["text"])
+        else:
+            texts.append(item)
+    return DecodedRequest(texts=validate_texts(texts, limits), return_probabilities=wanted)
+
+
+def encode_v1(predictions: list[Prediction], *, labels: list[str], return_probabilities: bool) -> dict[str, Any]:
+    out = []
+    for p in predictions:
+        item: dict[str, Any] = {"label": p.label, "score": p.score, "prediction_id": p.prediction_id}
+        if return_probabilities:
+            item["probabilities"] = dict(zip(labels, p.probabilities, strict=True))
+        out.append(item)
+    return {"predictions": out}
+
+
+def to_predictions(probabilities: np.ndarray, labels: list[str], ids: list[str]) -> list[Prediction]:
+    winners = probabilities.argmax(axis=1)
+    return [
+        Prediction(
+            prediction_id=ids[i],
+            label=labels[int(w)],
+            score=float(probabilities[i, w]),
+            probabilities=[float(x) for x in probabilities[i]],
+        )
+        for i, w in enumerate(winners)
+    ]

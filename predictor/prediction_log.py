@@ -1,0 +1,310 @@
+"""Loss-free, non-blocking prediction logging to prediction_logs.
+
+Requests only enqueue rows (never wait on the database). One background thread drains the bounded queue in bulk
+inserts. When the database is down it retries with exponential backoff (tenacity) while the queue absorbs new
+rows; once the queue is full, rows go to a local spill file, replayed after recovery. Inserts ignore ids that are
+already present, so a retry after an unacknowledged commit or a replay after a crash never duplicates a row.
+Only when the spill file cannot be written either (disk full) is a row lost: counted in a metric, logged loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_any, wait_exponential
+
+from mlcore.db import PredictionLog, create_db_engine, session_scope, upgrade_to_head
+from mlcore.errors import DatabaseError
+from predictor import metrics
+from predictor.spill import SpillFile, read_rows
+
+log = logging.getLogger(__name__)
+
+ROW_FIELDS = (
+    "id",
+    "input_text",
+    "input_hash",
+    "predicted_sentiment",
+    "confidence",
+    "probabilities",
+    "model_name",
+    "model_version",
+    "deployment_id",
+    "role",
+    "latency_ms",
+    "request_id",
+    "status",
+    "error_message",
+    "predicted_at",
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached (worth retrying), not when it refused the rows."""
+    return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, OperationalError | InterfaceError)
+
+
+class PredictionLogWriter:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        spill_dir: Path,
+        queue_size: int = 10_000,
+        batch_rows: int = 500,
+        flush_interval_s: float = 0.2,
+        retry_max_wait_s: float = 5.0,
+        migrate: bool = False,
+    ) -> None:
+        self.engine = engine or create_db_engine()
+        self.spill = SpillFile(spill_dir)
+        self.batch_rows = batch_rows
+        self.flush_interval_s = flush_interval_s
+        self.retry_max_wait_s = retry_max_wait_s
+        self._migrate = migrate
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Rows accepted but not yet in the database or the spill file; flush() waits for zero.
+        self._outstanding = 0
+        self._idle = threading.Condition()
+        self._spill_waiting = threading.Event()
+        self._next_replay_probe = 0.0
+        self.db_healthy = False
+
+    # --- request side -------------------------------------------------------------------------------------
+
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        """Hand rows to the writer without blocking; spill what the full queue cannot take."""
+        overflow: list[dict[str, Any]] = []
+        with self._idle:
+            for row in rows:
+                try:
+                    self._queue.put_nowait(row)
+                    self._outstanding += 1
+                except queue.Full:
+                    overflow.append(row)
+        metrics.LOG_QUEUE_DEPTH.set(self._queue.qsize())
+        if overflow:
+            self._spill(overflow, reason="queue full")
+
+    def _spill(self, rows: list[dict[str, Any]], *, reason: str) -> None:
+        try:
+            self.spill.append(rows)
+        except OSError as exc:
+            metrics.LOG_ROWS_FAILED.inc(len(rows))
+            log.critical(
+                "PREDICTION LOG ROWS LOST: the queue is full and the spill file cannot be written",
+                extra={"rows": len(rows), "reason": reason, "error": str(exc), "spill_dir": str(self.spill.directory)},
+            )
+            return
+        metrics.LOG_ROWS_SPILLED.inc(len(rows))
+        metrics.LOG_SPILL_PENDING.inc(len(rows))
+        self._spill_waiting.set()
+        log.warning("prediction log rows spilled to disk", extra={"rows": len(rows), "reason": reason})
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        pending = self.spill.pending_rows()
+        if pending:
+            # Left by an earlier process (crash or shutdown during an outage): replay them first.
+            metrics.LOG_SPILL_PENDING.set(pending)
+            self._spill_waiting.set()
+            log.warning("spilled prediction log rows found; replaying", extra={"rows": pending})
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every row handed in so far is in the database or the spill file; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._outstanding > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the writer: a last attempt to write what is queued, then spill whatever the database refused."""
+        if self.db_healthy:
+            self.flush(timeout)  # during an outage there is no point waiting: the queue goes to the spill file
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        leftovers = self._drain(self._queue.qsize())
+        if leftovers:
+            self._spill(leftovers, reason="shutdown")
+            self._done(len(leftovers))
+        self.engine.dispose()
+
+    # --- writer thread ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if self._migrate:
+            self._with_retry(lambda: upgrade_to_head(self.engine), rows=0)
+        while not self._stopping.is_set():
+            try:
+                first = self._queue.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                first = None
+            batch = ([first] if first is not None else []) + self._drain(self.batch_rows - 1 if first else 0)
+            metrics.LOG_QUEUE_DEPTH.set(self._queue.qsize())
+            if batch:
+                written = self._with_retry(lambda b=batch: self._insert(b), rows=len(batch))  # type: ignore[misc]
+                if not written:
+                    self._spill(batch, reason="shutdown during outage")
+                self._done(len(batch))
+            # Replay when the database is known to answer, or probe now and then (e.g. right after a restart).
+            if self._spill_waiting.is_set() and (self.db_healthy or time.monotonic() >= self._next_replay_probe):
+                self._replay()
+
+    def _drain(self, limit: int) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while len(rows) < limit:
+            try:
+                rows.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return rows
+
+    def _done(self, count: int) -> None:
+        with self._idle:
+            self._outstanding -= count
+            self._idle.notify_all()
+
+    def _with_retry(self, action: Any, *, rows: int) -> bool:
+        """Run `action` until it succeeds (backoff while the DB is unreachable); False if stopped first."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.db_healthy = False
+            if rows:
+                metrics.LOG_ROWS_RETRIED.inc(rows)
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "prediction log database unavailable; retrying",
+                extra={"attempt": state.attempt_number, "rows": rows, "error": str(exc)},
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(self._retryable),
+            wait=wait_exponential(multiplier=0.1, min=0.05, max=self.retry_max_wait_s),
+            stop=stop_any(lambda _state: self._stopping.is_set()),
+            before_sleep=before_sleep,
+            sleep=self._stopping.wait,  # wakes at once on shutdown
+            reraise=True,
+        )
+        try:
+            retrying(action)
+        except DatabaseError as exc:
+            if self._retryable(exc):
+                return False  # stopped while the database was still down
+            raise
+        self.db_healthy = True
+        return True
+
+    def _retryable(self, exc: BaseException) -> bool:
+        return is_unavailable(exc) or isinstance(exc, _SystemicRejectionError)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._insert_many(rows)
+        except DatabaseError as exc:
+            if is_unavailable(exc):
+                raise
+            self._insert_one_by_one(rows, exc)
+
+    def _insert_many(self, rows: list[dict[str, Any]]) -> None:
+        statement = self._insert_ignoring_duplicates()
+        with session_scope(self.engine) as session:
+            session.execute(statement, [{k: row.get(k) for k in ROW_FIELDS} for row in rows])
+        metrics.LOG_ROWS_WRITTEN.inc(len(rows))
+
+    def _insert_one_by_one(self, rows: list[dict[str, Any]], batch_error: DatabaseError) -> None:
+        """A refused batch: keep the good rows, set aside the rows the database rejects on their own."""
+        rejected: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                self._insert_many([row])
+            except DatabaseError as exc:
+                if is_unavailable(exc):
+                    raise
+                rejected.append(row)
+        if len(rejected) == len(rows):
+            # Every row refused: the schema or permissions are wrong, not the rows. Keep them and retry.
+            raise _SystemicRejectionError(str(batch_error)) from batch_error
+        metrics.LOG_ROWS_FAILED.inc(len(rejected))
+        log.error(
+            "prediction log rows rejected by the database; kept in the spill dir as rejected-*.jsonl",
+            extra={"rows": len(rejected), "error": str(batch_error)},
+        )
+        self._keep_rejected(rejected)
+
+    def _keep_rejected(self, rows: list[dict[str, Any]]) -> None:
+        from predictor.spill import encode_row
+
+        path = self.spill.directory / f"rejected-{time.time_ns()}.jsonl"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(encode_row(r) + "\n" for r in rows))
+        except OSError as exc:
+            log.critical("rejected prediction log rows could not be kept", extra={"error": str(exc)})
+
+    def _insert_ignoring_duplicates(self) -> Any:
+        table = PredictionLog.__table__
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing(index_elements=["id"])
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"])
+        return insert(table)
+
+    def _replay(self) -> None:
+        self._spill_waiting.clear()
+        for path in self.spill.rotate():
+            chunk: list[dict[str, Any]] = []
+            try:
+                for row in read_rows(path):
+                    if row is None:
+                        metrics.LOG_ROWS_FAILED.inc()
+                        continue
+                    chunk.append(row)
+                    if len(chunk) >= self.batch_rows:
+                        self._insert(chunk)
+                        metrics.LOG_SPILL_PENDING.dec(len(chunk))
+                        chunk = []
+                if chunk:
+                    self._insert(chunk)
+                    metrics.LOG_SPILL_PENDING.dec(len(chunk))
+            except (DatabaseError, _SystemicRejectionError) as exc:
+                # Down again: keep the file (replaying it again later is idempotent) and try next round.
+                self.db_healthy = False
+                self._spill_waiting.set()
+                self._next_replay_probe = time.monotonic() + self.retry_max_wait_s
+                log.warning("spill replay interrupted", extra={"file": str(path), "error": str(exc)})
+                return
+            path.unlink(missing_ok=True)
+            self.db_healthy = True
+            log.info("spill file replayed", extra={"file": str(path)})
+        metrics.LOG_SPILL_PENDING.set(self.spill.pending_rows())
+
+
+class _SystemicRejectionError(DatabaseError):
+    """The database refused every row of a batch: a schema or permission problem, retried like an outage."""

