@@ -17,12 +17,11 @@ import asyncio
 import gc
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +58,10 @@ def load_texts(n: int) -> list[str]:
     if path.is_file():
         import pandas as pd
 
-        frame = pd.read_csv(path, nrows=n)
-        return [str(t).replace("<br />", " ") for t in frame.iloc[:, 0]]
-    words = "the film was surprisingly good although the ending felt rushed and the acting uneven".split()
+        frame = pd.read_csv(path, nrows=n * 2)
+        texts = [str(t).replace("<br />", " ") for t in frame.iloc[:, 0]]
+        return [t for t in texts if len(t) <= 5000][:n]  # the predictor refuses longer texts (400)
+    words = ["the", "film", "was", "good", "although", "the", "ending", "felt", "rushed", "and", "uneven"]
     rng = np.random.default_rng(0)
     return [" ".join(rng.choice(words, size=int(rng.integers(20, 200)))) for _ in range(n)]
 
@@ -87,82 +87,120 @@ def build_minilm_classifier(directory: Path, max_length: int) -> Path:
     return version
 
 
-# --- bare model -------------------------------------------------------------------------------------------
+# --- contenders, measured side by side --------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
-
-
-def bare(model_dir: Path, texts: list[str], args: argparse.Namespace, optimize: str = "none") -> dict[str, float]:
-    runtime = SentimentRuntime(model_dir, max_length=args.max_length, optimize=optimize)
-    runtime.load()
-    for text in texts[:5]:
-        runtime.predict_proba([text])
-    single = []
-    for text in texts[: args.bare_single]:
-        start = time.perf_counter()
-        runtime.predict_proba([text])
-        single.append(time.perf_counter() - start)
-    runtime.predict_proba(texts[:32])
-    start = time.perf_counter()
-    done = 0
-    for i in range(args.bare_batches):
-        batch = [texts[(i * 32 + j) % len(texts)] for j in range(32)]
-        runtime.predict_proba(batch)
-        done += len(batch)
-    elapsed = time.perf_counter() - start
-    del runtime
-    gc.collect()
-    return {"b1_p50_ms": statistics.median(single) * 1000, "b32_texts_per_s": done / elapsed}
-
-
-# --- the predictor over v2 REST -----------------------------------------------------------------------------
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 @dataclass
-class LoadResult:
-    concurrency: int
-    latencies: list[float]
-    wall_s: float
-    errors: int
+class Series:
+    """What one contender (the bare model, or a predictor) did over all rounds."""
+
+    name: str
+    single: list[float] = field(default_factory=list)  # seconds per text at concurrency / batch 1
+    burst: list[float] = field(default_factory=list)  # seconds per request at concurrency 16
+    burst_texts: int = 0
+    burst_wall: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    predictions: int = 0  # successful texts, warm-up included: each must become a log row when logging is on
+
+    def p(self, values: list[float], q: float) -> float:
+        return percentile(values, q) * 1000
 
     @property
     def throughput(self) -> float:
-        return len(self.latencies) / self.wall_s
-
-    def p(self, q: float) -> float:
-        return percentile(self.latencies, q) * 1000
+        return self.burst_texts / self.burst_wall if self.burst_wall else float("nan")
 
 
-async def load(base_url: str, texts: list[str], concurrency: int, requests: int) -> LoadResult:
+async def request(client: httpx.AsyncClient, text: str, series: Series) -> float | None:
+    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+    start = time.perf_counter()
+    response = await client.post("/v2/models/sentiment/infer", json=body)
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        series.errors.append(f"{response.status_code} {response.text[:200]}")
+        return None
+    series.predictions += 1
+    return elapsed
+
+
+async def burst(client: httpx.AsyncClient, texts: list[str], n: int, concurrency: int, series: Series) -> None:
+    """n single-text requests from `concurrency` clients at once; adds latencies and texts/wall to the series."""
+    pending = iter(texts[i % len(texts)] for i in range(n))
     latencies: list[float] = []
-    errors = 0
-    counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
-        for i in counter:
-            body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [texts[i % len(texts)]]}]}
-            start = time.perf_counter()
-            response = await client.post("/v2/models/sentiment/infer", json=body)
-            if response.status_code == 200:
-                latencies.append(time.perf_counter() - start)
-            else:
-                errors += 1
+    async def worker() -> None:
+        for text in pending:
+            elapsed = await request(client, text, series)
+            if elapsed is not None:
+                latencies.append(elapsed)
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
-        # Warm-up (two requests per worker): connections open, first batches run.
-        warm = iter(range(concurrency * 2))
-        saved, counter = counter, warm
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        latencies.clear()
-        counter = saved
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - start
-    return LoadResult(concurrency, latencies, wall, errors)
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    series.burst_wall += time.perf_counter() - start
+    series.burst_texts += len(latencies)
+    series.burst.extend(latencies)
+
+
+def bare_single(runtime: SentimentRuntime, text: str, series: Series) -> None:
+    start = time.perf_counter()
+    runtime.predict_proba([text])
+    series.single.append(time.perf_counter() - start)
+
+
+def bare_batches(runtime: SentimentRuntime, texts: list[str], n: int, series: Series) -> None:
+    batches = [[texts[(i * 32 + j) % len(texts)] for j in range(32)] for i in range(max(1, n // 32))]
+    start = time.perf_counter()
+    for batch in batches:
+        runtime.predict_proba(batch)
+    series.burst_wall += time.perf_counter() - start
+    series.burst_texts += sum(len(b) for b in batches)
+
+
+async def measure(
+    runtime: SentimentRuntime, servers: dict[str, str], texts: list[str], args: argparse.Namespace
+) -> list[Series]:
+    """Rounds in which every contender runs the same work back to back (rotating order), so the noise of a
+    shared machine hits all of them alike; the servers idle while the bare model runs and vice versa."""
+    bare = Series("bare model, in-process")
+    series = [bare] + [Series(name) for name in servers]
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    clients = {name: httpx.AsyncClient(base_url=url, timeout=300, limits=limits) for name, url in servers.items()}
+    try:
+        warm = Series("warm-up")
+        runtime.predict_proba(texts[:32])
+        for name, client in clients.items():
+            await burst(client, texts, 32, 16, warm)
+            await request(client, texts[0], warm)
+            next(s for s in series if s.name == name).predictions += warm.predictions
+            warm.predictions = 0
+        cursor = 0
+        for round_number in range(args.rounds):
+            order = series[round_number % len(series) :] + series[: round_number % len(series)]
+            for _ in range(args.single_per_round):
+                text = texts[cursor % len(texts)]
+                cursor += 1
+                for s in order:
+                    if s is bare:
+                        bare_single(runtime, text, s)
+                    else:
+                        elapsed = await request(clients[s.name], text, s)
+                        if elapsed is not None:
+                            s.single.append(elapsed)
+            chunk = texts[cursor % len(texts) :] + texts[: cursor % len(texts)]
+            cursor += args.burst
+            for s in order:
+                if s is bare:
+                    bare_batches(runtime, chunk, args.burst, s)
+                else:
+                    await burst(clients[s.name], chunk, args.burst, 16, s)
+            print(f"  round {round_number + 1}/{args.rounds} done", flush=True)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return series
 
 
 def count_rows(url: str) -> int:
@@ -176,9 +214,7 @@ def count_rows(url: str) -> int:
         engine.dispose()
 
 
-def serve_and_load(
-    model_dir: Path, texts: list[str], args: argparse.Namespace, workdir: Path, db_url: str | None
-) -> dict[str, LoadResult]:
+def start_server(model_dir: Path, args: argparse.Namespace, workdir: Path, db_url: str | None) -> PredictorProcess:
     flags = ["--model_name", "sentiment", "--model_dir", str(model_dir), "--enable_grpc", "false"]
     env = {"PREDICTOR_TORCH_THREADS": str(args.threads), "PREDICTOR_MAX_BATCH_SIZE": "32", "LOG_LEVEL": "WARNING"}
     if args.max_length:
@@ -189,19 +225,22 @@ def serve_and_load(
         env["DATABASE_URL"] = db_url
     process = PredictorProcess(flags, env=env, workdir=workdir)
     process.start()
-    try:
-        before = count_rows(db_url) if db_url else 0
-        results = {
-            "c1": asyncio.run(load(process.base_url, texts, 1, args.requests_c1)),
-            "c16": asyncio.run(load(process.base_url, texts, 16, args.requests_c16)),
-        }
-        if db_url:
-            # Every prediction (warm-up included) must reach the table: logging is loss-free, not best-effort.
-            expected = before + args.requests_c1 + args.requests_c16 + 2 + 32
-            wait_for(lambda: count_rows(db_url) == expected, f"{expected} logged rows", timeout=120)
-    finally:
-        process.stop()
-    return results
+    return process
+
+
+def bare_side_by_side(runtimes: dict[str, SentimentRuntime], texts: list[str], args: argparse.Namespace) -> Any:
+    """Bare figures for several runtimes, interleaved text by text and batch by batch (noise hits all alike)."""
+    series = {name: Series(name) for name in runtimes}
+    for runtime in runtimes.values():
+        runtime.predict_proba(texts[:32])
+    for text in texts[: args.single_per_round * args.rounds]:
+        for name, runtime in runtimes.items():
+            bare_single(runtime, text, series[name])
+    for i in range(args.rounds):
+        chunk = texts[i * 32 :] + texts[: i * 32]
+        for name, runtime in runtimes.items():
+            bare_batches(runtime, chunk, args.burst, series[name])
+    return series
 
 
 # --- int8 -------------------------------------------------------------------------------------------------
@@ -218,13 +257,9 @@ def imdb_test_split(n: int) -> tuple[list[str], list[int]]:
     return list(test["text"]), [int(v) for v in test["label"]]
 
 
-def accuracy(model_dir: Path, texts: list[str], labels: list[int], args: argparse.Namespace, optimize: str) -> Any:
-    runtime = SentimentRuntime(model_dir, max_length=args.max_length, optimize=optimize)
-    runtime.load()
+def accuracy(runtime: SentimentRuntime, texts: list[str], labels: list[int]) -> tuple[float, np.ndarray]:
     predicted = np.concatenate([runtime.predict_proba(texts[i : i + 32]) for i in range(0, len(texts), 32)])
     winners = predicted.argmax(axis=1)
-    del runtime
-    gc.collect()
     return float((winners == np.asarray(labels)).mean()), winners
 
 
@@ -241,54 +276,76 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, help="a published model version (with MANIFEST.json)")
     parser.add_argument("--max-length", type=int, default=128, help="token limit for bare and served (default 128)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads")
-    parser.add_argument("--bare-single", type=int, default=60, help="texts for the bare batch-1 latency")
-    parser.add_argument("--bare-batches", type=int, default=8, help="batches of 32 for the bare throughput")
-    parser.add_argument("--requests-c1", type=int, default=60)
-    parser.add_argument("--requests-c16", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
+    parser.add_argument("--single-per-round", type=int, default=20, help="texts at c=1 / batch 1 per round")
+    parser.add_argument("--burst", type=int, default=128, help="texts per contender per round at c=16 / batch 32")
     parser.add_argument("--int8", action="store_true", help="also compare int8 dynamic quantization with fp32")
     parser.add_argument("--int8-samples", type=int, default=500, help="IMDB test-split rows for the accuracy")
     args = parser.parse_args()
 
     configure_torch_threads(args.threads)
-    texts = load_texts(512)
+    texts = load_texts(600)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp_name:
         tmp = Path(tmp_name)
         model_dir = args.model_dir or build_minilm_classifier(tmp / "model", args.max_length)
         print(f"model: {model_dir}  max_length={args.max_length}  torch threads={args.threads}  cpus={os.cpu_count()}")
-
-        bare_fp32 = bare(model_dir, texts, args)
         postgres = start_postgres()
+        servers: list[PredictorProcess] = []
         try:
             db_url = postgres.create_database(f"bench_{uuid.uuid4().hex[:8]}")
             upgrade_to_head(db_url)
-            served_off = serve_and_load(model_dir, texts, args, tmp / "off", None)
-            served_on = serve_and_load(model_dir, texts, args, tmp / "on", db_url)
+            servers.append(start_server(model_dir, args, tmp / "off", None))
+            servers.append(start_server(model_dir, args, tmp / "on", db_url))
+            runtime = SentimentRuntime(model_dir, max_length=args.max_length)
+            runtime.load()
+            urls = {"predictor, logging off": servers[0].base_url, "predictor, logging on": servers[1].base_url}
+            bare, off, on = asyncio.run(measure(runtime, urls, texts, args))
+            # Every prediction must reach the table: logging is loss-free, not best-effort.
+            try:
+                wait_for(lambda: count_rows(db_url) == on.predictions, f"{on.predictions} rows", timeout=300)
+                logged = f"all {on.predictions} predictions logged"
+            except AssertionError:
+                logged = f"LOGGING CHECK FAILED: {count_rows(db_url)} rows for {on.predictions} predictions"
+            del runtime
+            gc.collect()
         finally:
+            for server in servers:
+                server.stop()
             postgres.close()
 
         int8: dict[str, Any] | None = None
         if args.int8:
-            bare_int8 = bare(model_dir, texts, args, optimize="int8")
-            int8 = {"bare": bare_int8}
+            fp32_runtime = SentimentRuntime(model_dir, max_length=args.max_length)
+            fp32_runtime.load()
+            int8_runtime = SentimentRuntime(model_dir, max_length=args.max_length, optimize="int8")
+            int8_runtime.load()
+            int8 = bare_side_by_side({"fp32": fp32_runtime, "int8": int8_runtime}, texts, args)
             if imdb_csv().is_file():
                 eval_texts, eval_labels = imdb_test_split(args.int8_samples)
-                acc32, w32 = accuracy(model_dir, eval_texts, eval_labels, args, "none")
-                acc8, w8 = accuracy(model_dir, eval_texts, eval_labels, args, "int8")
+                acc32, w32 = accuracy(fp32_runtime, eval_texts, eval_labels)
+                acc8, w8 = accuracy(int8_runtime, eval_texts, eval_labels)
                 int8.update(acc32=acc32, acc8=acc8, agreement=float((w32 == w8).mean()), n=len(eval_texts))
 
     print()
-    print(f"bare, in-process    batch 1 p50 {bare_fp32['b1_p50_ms']:8.2f} ms    "
-          f"batch 32 {bare_fp32['b32_texts_per_s']:8.1f} texts/s")  # fmt: skip
-    for name, served in (("logging off", served_off), ("logging on ", served_on)):
-        for key in ("c1", "c16"):
-            r = served[key]
-            print(
-                f"predictor {name} c={r.concurrency:<3} p50 {r.p(50):8.2f} ms  p95 {r.p(95):8.2f} ms  "
-                f"p99 {r.p(99):8.2f} ms  {r.throughput:8.1f} req/s  errors {r.errors}"
-            )
-    latency_ratio = served_on["c1"].p(50) / bare_fp32["b1_p50_ms"]
-    throughput_ratio = served_on["c16"].throughput / bare_fp32["b32_texts_per_s"]
-    logging_ratio = served_on["c16"].throughput / served_off["c16"].throughput
+    print(f"{'':26} {'c=1 p50':>9} {'p95':>9} {'p99':>9}   {'c=16 p50':>9} {'p95':>9} {'p99':>9}   {'texts/s':>8}")
+    for s in (bare, off, on):
+        c16 = (
+            f"{s.p(s.burst, 50):9.2f} {s.p(s.burst, 95):9.2f} {s.p(s.burst, 99):9.2f}"
+            if s.burst
+            else f"{'(batch 32)':>29}"
+        )
+        print(
+            f"{s.name:26} {s.p(s.single, 50):9.2f} {s.p(s.single, 95):9.2f} {s.p(s.single, 99):9.2f}   "
+            f"{c16}   {s.throughput:8.1f}"
+        )
+    print("(ms; bare c=1 is tokenize + forward of one text; bare texts/s is batches of 32 back to back)")
+    for s in (off, on):
+        for error in s.errors[:5]:
+            print(f"  error from {s.name}: {error}")
+    print(logged)
+    latency_ratio = on.p(on.single, 50) / bare.p(bare.single, 50)
+    throughput_ratio = on.throughput / bare.throughput
+    logging_ratio = on.throughput / off.throughput
     print()
     print(f"p50 c1 (logging on) / bare batch-1 p50      = {latency_ratio:5.2f}  goal <= {GOAL_LATENCY}  "
           f"{verdict(latency_ratio, GOAL_LATENCY, False)}")  # fmt: skip
@@ -296,18 +353,22 @@ def main() -> int:
           f"{verdict(throughput_ratio, GOAL_THROUGHPUT, True)}")  # fmt: skip
     print(f"throughput c16 logging on / off             = {logging_ratio:5.2f}  goal >= {GOAL_LOGGING}  "
           f"{verdict(logging_ratio, GOAL_LOGGING, True)}")  # fmt: skip
-    off_latency = served_off["c1"].p(50) / bare_fp32["b1_p50_ms"]
-    off_throughput = served_off["c16"].throughput / bare_fp32["b32_texts_per_s"]
-    print(f"(logging off: p50 c1 / bare = {off_latency:.2f}, throughput c16 / bare b32 = {off_throughput:.2f})")
+    off_latency = off.p(off.single, 50) / bare.p(bare.single, 50)
+    growth = on.throughput * on.p(on.single, 50) / 1000  # c=1 serves 1/p50 texts per second
+    print(f"(logging off: p50 c1 / bare = {off_latency:.2f}, throughput c16 / bare b32 = "
+          f"{off.throughput / bare.throughput:.2f}; throughput c16 vs c1 with logging on: x{growth:.1f})")  # fmt: skip
     if int8:
-        b8 = int8["bare"]
+        b32, b8 = int8["fp32"], int8["int8"]
+        speedup_1 = b32.p(b32.single, 50) / b8.p(b8.single, 50)
+        speedup_32 = b8.throughput / b32.throughput
         print()
-        print(f"int8 bare: batch 1 p50 {b8['b1_p50_ms']:.2f} ms (speed-up x{bare_fp32['b1_p50_ms'] / b8['b1_p50_ms']:.2f}), "
-              f"batch 32 {b8['b32_texts_per_s']:.1f} texts/s "
-              f"(speed-up x{b8['b32_texts_per_s'] / bare_fp32['b32_texts_per_s']:.2f})")  # fmt: skip
+        print(f"int8 vs fp32, bare: batch 1 p50 {b8.p(b8.single, 50):.2f} vs {b32.p(b32.single, 50):.2f} ms "
+              f"(speed-up x{speedup_1:.2f}); batch 32 {b8.throughput:.1f} vs {b32.throughput:.1f} texts/s "
+              f"(speed-up x{speedup_32:.2f})")  # fmt: skip
         if "acc32" in int8:
+            change = int8["acc8"] - int8["acc32"]
             print(f"IMDB test split ({int8['n']} rows): accuracy fp32 {int8['acc32']:.4f}, int8 {int8['acc8']:.4f} "
-                  f"(change {int8['acc8'] - int8['acc32']:+.4f}); int8 agrees with fp32 on {int8['agreement']:.1%}")  # fmt: skip
+                  f"(change {change:+.4f}); int8 agrees with fp32 on {int8['agreement']:.1%}")  # fmt: skip
             if args.model_dir is None:
                 print("note: the default model has an untrained head, so these accuracies are chance level; "
                       "pass --model-dir with a trained version for a real accuracy change")  # fmt: skip

@@ -14,12 +14,13 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_any, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
+from tenacity.stop import stop_base
 
 from mlcore.db import PredictionLog, create_db_engine, session_scope, upgrade_to_head
 from mlcore.errors import DatabaseError
@@ -155,7 +156,10 @@ class PredictionLogWriter:
 
     def _run(self) -> None:
         if self._migrate:
-            self._with_retry(lambda: upgrade_to_head(self.engine), rows=0)
+            try:
+                self._with_retry(lambda: upgrade_to_head(self.engine), rows=0)
+            except Exception:
+                log.exception("prediction log migrations failed; rows will be retried and spilled")
         while not self._stopping.is_set():
             try:
                 first = self._queue.get(timeout=self.flush_interval_s)
@@ -164,13 +168,26 @@ class PredictionLogWriter:
             batch = ([first] if first is not None else []) + self._drain(self.batch_rows - 1 if first else 0)
             metrics.LOG_QUEUE_DEPTH.set(self._queue.qsize())
             if batch:
-                written = self._with_retry(lambda b=batch: self._insert(b), rows=len(batch))  # type: ignore[misc]
-                if not written:
-                    self._spill(batch, reason="shutdown during outage")
-                self._done(len(batch))
+                self._write(batch)
             # Replay when the database is known to answer, or probe now and then (e.g. right after a restart).
             if self._spill_waiting.is_set() and (self.db_healthy or time.monotonic() >= self._next_replay_probe):
-                self._replay()
+                try:
+                    self._replay()
+                except Exception:  # the writer thread must outlive any surprise; the files stay for later
+                    log.exception("spill replay failed")
+                    self._next_replay_probe = time.monotonic() + self.retry_max_wait_s
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            written = self._with_retry(lambda: self._insert(batch), rows=len(batch))
+            if not written:
+                self._spill(batch, reason="shutdown during outage")
+        except Exception:
+            # Not an outage and not a refused row: keep the rows on disk rather than lose them or the thread.
+            log.exception("prediction log write failed unexpectedly; rows spilled")
+            self._spill(batch, reason="unexpected write error")
+        finally:
+            self._done(len(batch))
 
     def _drain(self, limit: int) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -202,9 +219,9 @@ class PredictionLogWriter:
         retrying = Retrying(
             retry=retry_if_exception(self._retryable),
             wait=wait_exponential(multiplier=0.1, min=0.05, max=self.retry_max_wait_s),
-            stop=stop_any(lambda _state: self._stopping.is_set()),
+            stop=_StopWhenSet(self._stopping),
             before_sleep=before_sleep,
-            sleep=self._stopping.wait,  # wakes at once on shutdown
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -215,6 +232,9 @@ class PredictionLogWriter:
             raise
         self.db_healthy = True
         return True
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)  # wakes at once on shutdown
 
     def _retryable(self, exc: BaseException) -> bool:
         return is_unavailable(exc) or isinstance(exc, _SystemicRejectionError)
@@ -264,7 +284,7 @@ class PredictionLogWriter:
             log.critical("rejected prediction log rows could not be kept", extra={"error": str(exc)})
 
     def _insert_ignoring_duplicates(self) -> Any:
-        table = PredictionLog.__table__
+        table = cast(Table, PredictionLog.__table__)
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -308,3 +328,13 @@ class PredictionLogWriter:
 
 class _SystemicRejectionError(DatabaseError):
     """The database refused every row of a batch: a schema or permission problem, retried like an outage."""
+
+
+class _StopWhenSet(stop_base):
+    """Stop retrying once the writer is shutting down (what is left then goes to the spill file)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._event.is_set()

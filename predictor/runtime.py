@@ -56,7 +56,9 @@ class SentimentRuntime:
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ModelError(f"{self.directory}/config.json: id2label must name at least two distinct labels")
         if self.optimize == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
         positions = int(getattr(model.config, "max_position_embeddings", 512) or 512)
         wanted = self.requested_max_length or int((card or {}).get("max_length") or DEFAULT_MAX_LENGTH)
         self.max_length = min(wanted, positions)

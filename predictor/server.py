@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from mlcore.config import get_settings
 from mlcore.db import create_db_engine
@@ -24,7 +24,7 @@ def import_model_server() -> ModuleType:
         import kserve.model_server as module
     finally:
         sys.argv = saved
-    return module
+    return cast(ModuleType, module)
 
 
 def _install_error_handlers(app: Any) -> None:

@@ -76,7 +76,9 @@ def _load_hub(name: str) -> pd.DataFrame:
     try:
         loaded = datasets.load_dataset(name)
     except Exception as exc:  # the hub raises many types (not found, offline, gated): one clear message
-        raise DataValidationError(f"unknown data set {name!r}: not a local file and not loadable from the hub ({exc})")
+        raise DataValidationError(
+            f"unknown data set {name!r}: not a local file and not loadable from the hub ({exc})"
+        ) from exc
     if isinstance(loaded, datasets.DatasetDict):
         frames = [split.to_pandas() for key, split in loaded.items() if key not in _UNLABELLED_SPLITS]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -95,8 +97,7 @@ def _pick_column(frame: pd.DataFrame, wanted: str | None, candidates: tuple[str,
         if candidate in lowered:
             return lowered[candidate]
     raise DataValidationError(
-        f"no {what} column found (looked for {list(candidates)}); columns found: {columns}: "
-        f"pass --{what}-column"
+        f"no {what} column found (looked for {list(candidates)}); columns found: {columns}: pass --{what}-column"
     )
 
 

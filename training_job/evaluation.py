@@ -41,14 +41,33 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     return metrics
 
 
-def predict_probabilities(trainer: Any, dataset: Any) -> np.ndarray:
-    """Class probabilities in the dataset's row order; rows run sorted by length to cut padding."""
+def predict_probabilities(trainer: Any, dataset: Any, batch_size: int | None = None) -> np.ndarray:
+    """Class probabilities in the dataset's row order.
+
+    Not `trainer.predict`: with length grouping on, the Trainer's evaluation sampler shuffles rows, so its output
+    order is not the dataset's. Here rows run sorted by length (little padding) and go back to their places.
+    """
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    model = trainer.model
+    model.eval()
+    collator = DataCollatorWithPadding(trainer.processing_class)
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
+    size = batch_size or trainer.args.per_device_eval_batch_size
     order = np.argsort(np.asarray(dataset["length"]), kind="stable")
-    output = trainer.predict(dataset.select(order.tolist()))
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    probabilities = np.empty_like(softmax(np.asarray(logits, dtype=np.float64)))
-    probabilities[order] = softmax(np.asarray(logits, dtype=np.float64))
-    return probabilities
+    logits = np.zeros((len(dataset), model.config.num_labels), dtype=np.float64)
+    device = next(model.parameters()).device
+    with torch.inference_mode(), trainer.accelerator.autocast():
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            batch = dataset.select(rows.tolist()).select_columns(columns)
+            features = collator(
+                [dict(zip(columns, values, strict=True)) for values in zip(*batch[:].values(), strict=True)]
+            )
+            output = model(**{k: v.to(device) for k, v in features.items()})
+            logits[rows] = output.logits.float().cpu().numpy()
+    return softmax(logits)
 
 
 def write_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:

@@ -111,9 +111,7 @@ def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
         len(validation_df),
         len(test_df),
     )
-    return PreparedData(
-        source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats
-    )
+    return PreparedData(source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats)
 
 
 def _score_model_dir(directory: Path, test: pd.DataFrame, config: JobConfig) -> float:
@@ -141,8 +139,16 @@ class TrainingRun:
         self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
 
     # --- search ---
-    def _search(self, parent_run_id: str, model_path: str, tokenizer: Any, datasets: dict[str, Any], run_key: str,
-                tracker: Tracker, data: PreparedData) -> HyperParams:
+    def _search(
+        self,
+        parent_run_id: str,
+        model_path: str,
+        tokenizer: Any,
+        datasets: dict[str, Any],
+        run_key: str,
+        tracker: Tracker,
+        data: PreparedData,
+    ) -> HyperParams:
         config = self.config
         study_name = f"{config.model_name}-{run_key}"
         max_epochs = 2 if config.quick else 4
@@ -220,8 +226,12 @@ class TrainingRun:
         run_key = config.derived_run_key(data.dataset_hash)
         tracker = Tracker(config.tracking_uri, config.experiment)
         run_name = f"{config.model_name}-{'quick' if config.quick else 'full'}-{run_key[:8]}"
-        tags = {"run_key": run_key, "dataset_hash": data.dataset_hash, "test_split_hash": data.test_hash,
-                "quick": str(config.quick)}
+        tags = {
+            "run_key": run_key,
+            "dataset_hash": data.dataset_hash,
+            "test_split_hash": data.test_hash,
+            "quick": str(config.quick),
+        }
         with tracker.run(run_name, tags=tags) as run_id:
             self.recorder.start(
                 run_id,
@@ -239,8 +249,16 @@ class TrainingRun:
                 raise
         return result
 
-    def _train_and_publish(self, run_id: str, tracker: Tracker, data: PreparedData, model_path: str,
-                           tokenizer: Any, datasets: dict[str, Any], run_key: str) -> RunResult:
+    def _train_and_publish(
+        self,
+        run_id: str,
+        tracker: Tracker,
+        data: PreparedData,
+        model_path: str,
+        tokenizer: Any,
+        datasets: dict[str, Any],
+        run_key: str,
+    ) -> RunResult:
         config = self.config
         tracker.log_params(config.params() | {"run_key": run_key, "model_path": model_path})
         tracker.log_metrics({stat.mlflow_key: stat.value for stat in data.stats})
@@ -365,4 +383,3 @@ def run(config: JobConfig, settings: Settings) -> RunResult:
         return job.execute()
     finally:
         job.engine.dispose()
-

@@ -193,6 +193,23 @@ class MetricsLogCallback(TrainerCallback):
             self._log(numeric, state.global_step)
 
 
+def _version_specific(params: HyperParams) -> dict[str, Any]:
+    """Arguments whose names moved inside transformers 5.x: length grouping and the warm-up fraction."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    options: dict[str, Any] = {}
+    if "train_sampling_strategy" in names:
+        options["train_sampling_strategy"] = "group_by_length"
+    else:
+        options["group_by_length"] = True
+    if "warmup_ratio" in names:
+        options["warmup_ratio"] = params.warmup_fraction
+    else:
+        options["warmup_steps"] = params.warmup_fraction  # a float below 1 is a fraction of all steps
+    return options
+
+
 def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch: int) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -202,7 +219,6 @@ def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch
         num_train_epochs=params.epochs,
         learning_rate=params.learning_rate,
         weight_decay=params.weight_decay,
-        warmup_steps=params.warmup_fraction,  # a float below 1 is a fraction of all steps (transformers 5)
         lr_scheduler_type="linear",
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -212,13 +228,13 @@ def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch
         metric_for_best_model="accuracy",
         greater_is_better=True,
         save_total_limit=2,
-        train_sampling_strategy="group_by_length",
         length_column_name="length",
         report_to="none",
         seed=params.seed,
         data_seed=params.seed,
         dataloader_num_workers=0,
         optim="adamw_torch",
+        **_version_specific(params),
         **precision_args(),
     )
 

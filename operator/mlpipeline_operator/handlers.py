@@ -39,7 +39,15 @@ from mlpipeline_operator.state import RolloutState, from_status, to_status
 log = logging.getLogger(__name__)
 
 # Decisions that change only figures in the status: the children stay as they are.
-_STATUS_ONLY = {"NoChange", "AnalysisInconclusive", "AnalysisFailed", "AwaitingPromotion", "Paused", "Resumed"}
+_STATUS_ONLY = {
+    "NoChange",
+    "AnalysisWaiting",
+    "AnalysisInconclusive",
+    "AnalysisFailed",
+    "AwaitingPromotion",
+    "Paused",
+    "Resumed",
+}
 _ROLLOUT_OUTCOMES = {"Promoted": "promoted", "RolledBack": "rolled_back", "CanaryCancelled": "cancelled"}
 _TRUE = {"true", "yes", "1"}
 
@@ -197,8 +205,10 @@ def apply_serving_changes(memo: kopf.Memo, namespace: str, name: str, old: Any, 
     _act(_runtime(memo), namespace, name, "serving_change", transition)
 
 
-def track_readiness(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None:
+def track_readiness(memo: kopf.Memo, namespace: str, name: str, status: Any, **_: Any) -> None:
     """Follow KServe's Ready condition: finish deployments and promotions, keep the Ready condition true to it."""
+    if not deployed(status):
+        return
     runtime = _runtime(memo)
     with runtime.locked(f"{namespace}/{name}"):
         body = runtime.kube.get_deployment(namespace, name)
@@ -219,8 +229,11 @@ def track_readiness(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> Non
     metrics.RECONCILES.labels("readiness", "ok").inc()
 
 
-def analyse_canary(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None:
+def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_: Any) -> None:
     """Each rollout.interval, compare canary and stable prediction logs; advance, promote or roll back."""
+    log.info("DEBUG cached phase %s", (status or {}).get("phase"))
+    if not in_rollout(status):  # kopf's cached view: skip the API read for objects not in a rollout
+        return
     runtime = _runtime(memo)
 
     def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
@@ -230,8 +243,11 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None
         assert state.canary is not None and state.stable is not None
         ready, why = _readiness(runtime, namespace, name, spec, state)
         if not ready:
-            # Analysis starts only once KServe serves the canary; until then the step's clock does not run.
-            return decisions.nothing(state, why)
+            # Analysis starts only once KServe serves the canary; say so once, then wait.
+            message = f"analysis waits for readiness: {why}"
+            if state.message == message:
+                return decisions.nothing(state, message)
+            return Decision(replace(state, message=message), "AnalysisWaiting", message)
         started = time.perf_counter()
         since = decisions.analysis_window_start(state, spec, moment)
         deployment_id = f"{namespace}/{name}"
@@ -242,7 +258,11 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None
         metrics.ANALYSIS_SECONDS.inc(time.perf_counter() - started)
         return decisions.judge(state, spec, result, moment)
 
-    _act(runtime, namespace, name, "analysis", transition)
+    try:
+        _act(runtime, namespace, name, "analysis", transition)
+    except kopf.PermanentError as exc:
+        # Already recorded as phase Failed; a timer must keep running so a fixed spec is picked up again.
+        log.error("analysis of %s/%s failed permanently: %s", namespace, name, exc)
 
 
 def promote_on_request(memo: kopf.Memo, namespace: str, name: str, new: Any, patch: kopf.Patch, **_: Any) -> None:
@@ -317,8 +337,10 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
     kopf.on.create(*resource, registry=registry)(create_inference_service)
     kopf.on.update(*resource, field="spec.model", registry=registry)(start_rollout_on_model_change)
     kopf.on.update(*resource, field="spec", registry=registry)(apply_serving_changes)
-    kopf.timer(*resource, interval=tick_seconds, when=deployed, registry=registry)(track_readiness)
-    kopf.timer(*resource, interval=tick_seconds, when=in_rollout, registry=registry)(analyse_canary)
+    # No `when=` filters: kopf stops a filtered timer on a transient mismatch and restarts it only after a
+    # long cancellation poll; the timers check the cached phase themselves instead.
+    kopf.timer(*resource, interval=tick_seconds, registry=registry)(track_readiness)
+    kopf.timer(*resource, interval=tick_seconds, registry=registry)(analyse_canary)
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_PROMOTE], registry=registry)(
         promote_on_request
     )

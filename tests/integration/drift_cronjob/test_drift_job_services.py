@@ -23,7 +23,15 @@ from drift_cronjob.db import utc_now
 from drift_cronjob.job import JobOptions, JobResult, run_job
 from drift_cronjob.settings import load_drift_settings
 from mlcore.config import get_settings, load_settings
-from mlcore.db import DatasetMetric, DriftRun, MonitoringAlert, create_db_engine, session_scope, upgrade_to_head
+from mlcore.db import (
+    DatasetMetric,
+    DriftRun,
+    ModelDeployment,
+    MonitoringAlert,
+    create_db_engine,
+    session_scope,
+    upgrade_to_head,
+)
 from tests.fixtures.services import PostgresServer, S3Bucket
 from tests.integration.drift_cronjob import drift_synthetic as syn
 
@@ -415,3 +423,34 @@ def test_text_descriptors_and_embeddings_of_the_deployed_model(env: DriftEnv, tm
     assert embedding.details["drift_detected"] == (embedding.value is not None and embedding.value > 0.55)
     assert outcome.report_uri is not None
     assert b"<html" in env.object(outcome.report_uri.replace(".html", "-embeddings.html")).lower()
+
+
+# --- model versions ------------------------------------------------------------------------------------------
+
+
+def test_class_ids_in_the_reference_are_mapped_to_label_names(env: DriftEnv) -> None:
+    uri = env.publish("4", integer_labels=True)  # predicted_label 0/1 in reference.parquet, names in the logs
+    syn.record_deployment(env.engine, DEPLOYMENT, "sentiment", "4", uri)
+    env.log(600, env.now - timedelta(hours=3), env.now - timedelta(minutes=1), version="4")
+    outcome = env.run().outcomes[0]
+    assert outcome.status == "success" and "predicted_label" not in outcome.drifted_columns
+
+
+def test_alerts_of_a_replaced_version_are_resolved(env: DriftEnv) -> None:
+    env.deploy(version="1")
+    env.log(400, env.now - timedelta(hours=3), env.now - timedelta(minutes=1), shifted=True)
+    env.run()
+    (alert,) = env.alerts()
+    assert alert.model_version == "1" and not alert.resolved
+
+    with session_scope(env.engine) as session:  # the operator promoted version 2 and retired version 1
+        for row in session.scalars(select(ModelDeployment)):
+            row.is_active = False
+    env.deploy(version="2")
+    later = env.now + timedelta(hours=1)
+    env.log(300, env.now, later - timedelta(minutes=1), version="2")
+    outcome = env.run(later).outcomes[0]
+    assert (outcome.model_version, outcome.status) == ("2", "success")
+    (resolved,) = env.alerts()
+    assert resolved.resolved and resolved.details is not None
+    assert resolved.details["resolved_reason"] == "the model version is no longer deployed"

@@ -127,6 +127,10 @@ def test_rows_spilled_at_shutdown_are_replayed_by_the_next_process(
             for i in range(5):
                 response = http.post("/v1/models/sentiment:predict", json={"instances": [f"shutdown {i}"]})
                 assert response.status_code == 200
+            # Feedback needs the database: while it is down the client is told to try again, not "unknown id".
+            prediction_id = response.json()["predictions"][0]["prediction_id"]
+            feedback = http.post("/v1/feedback", json={"prediction_id": prediction_id, "label": "positive"})
+            assert feedback.status_code == 503 and "try again" in feedback.json()["error"]
         assert first.stop() == 0
     finally:
         postgres_server.start()

@@ -42,22 +42,34 @@ def run_job(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, An
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
-    return dict(json.loads(captured.out[captured.out.index("{") :]))
+    # The Trainer prints its own log dicts to stdout; the job's summary is the last thing printed.
+    return dict(json.loads(captured.out[captured.out.rindex('{\n  "run_id"') :]))
 
 
 def tiny_args(dataset: Path, model: Path, bucket: S3Bucket, *extra: str) -> list[str]:
     return [
-        "--dataset", str(dataset),
-        "--model", str(model),
-        "--output", bucket.uri(),
-        "--model-name", MODEL_NAME,
-        "--max-train-samples", "64",
-        "--max-validation-samples", "32",
-        "--max-test-samples", "48",
-        "--reference-rows", "40",
-        "--max-length", "32",
-        "--batch-size", "16",
-        "--epochs", "1",
+        "--dataset",
+        str(dataset),
+        "--model",
+        str(model),
+        "--output",
+        bucket.uri(),
+        "--model-name",
+        MODEL_NAME,
+        "--max-train-samples",
+        "64",
+        "--max-validation-samples",
+        "32",
+        "--max-test-samples",
+        "48",
+        "--reference-rows",
+        "40",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
         *extra,
     ]
 
@@ -125,19 +137,25 @@ def test_train_publish_register_and_record(
     try:
         with engine.connect() as conn:
             row = conn.execute(
-                sa.text("SELECT status, model_version, storage_uri, metrics, is_champion FROM experiment_runs "
-                        "WHERE run_id = :r"),
+                sa.text(
+                    "SELECT status, model_version, storage_uri, metrics, is_champion FROM experiment_runs "
+                    "WHERE run_id = :r"
+                ),
                 {"r": first["run_id"]},
             ).one()
             stats = conn.execute(
-                sa.text("SELECT split, metric_name, value, model_version FROM dataset_metrics "
-                        "WHERE run_id = :r AND source = 'training'"),
+                sa.text(
+                    "SELECT split, metric_name, value, model_version FROM dataset_metrics "
+                    "WHERE run_id = :r AND source = 'training'"
+                ),
                 {"r": first["run_id"]},
             ).all()
     finally:
         engine.dispose()
     assert row.status == "FINISHED" and row.model_version == "1" and row.is_champion
-    assert row.storage_uri == first["storage_uri"] and row.metrics["accuracy"] == pytest.approx(first["metrics"]["accuracy"])
+    assert row.storage_uri == first["storage_uri"] and row.metrics["accuracy"] == pytest.approx(
+        first["metrics"]["accuracy"]
+    )
     by_key = {(s.split, s.metric_name): s.value for s in stats}
     assert by_key[("train", "rows")] == 64 and by_key[("validation", "rows")] == 32 and by_key[("test", "rows")] == 48
     assert ("all", "duplicates_dropped") in by_key and ("train", "positive_fraction") in by_key
@@ -217,7 +235,7 @@ def test_failure_mid_upload_publishes_nothing_readable(
     verify_version(storage, f"models/{MODEL_NAME}/2")
 
 
-class Interrupted(Exception):
+class SimulatedKillError(Exception):
     """Stands in for a pod killed right after a checkpoint reached storage."""
 
 
@@ -233,11 +251,11 @@ def test_rerun_resumes_from_the_checkpoint_in_storage(
 
     def save_then_die(self: checkpoints.CheckpointSyncCallback, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        raise Interrupted
+        raise SimulatedKillError
 
     monkeypatch.setattr(checkpoints.CheckpointSyncCallback, "on_save", save_then_die)
     args = tiny_args(small_imdb_csv, tiny_base_model, bucket, "--epochs", "2", "--run-key", "job-1", "--no-register")
-    with pytest.raises(Interrupted):
+    with pytest.raises(SimulatedKillError):
         main(args)
     storage = open_storage(bucket.uri())
     saved = checkpoints.CheckpointStore(storage, f"checkpoints/{MODEL_NAME}/job-1").published()

@@ -37,7 +37,9 @@ def test_normalize_labels_accepts_known_pairs(raw: list[object], expected: list[
 
 
 def test_three_classes_are_refused_with_the_classes_listed() -> None:
-    with pytest.raises(DataValidationError, match=r"exactly two classes, found 3: \['negative', 'neutral', 'positive'\]"):
+    with pytest.raises(
+        DataValidationError, match=r"exactly two classes, found 3: \['negative', 'neutral', 'positive'\]"
+    ):
         normalize_labels(pd.Series(["positive", "negative", "neutral"]))
 
 

