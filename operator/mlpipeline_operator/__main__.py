@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 
 from mlcore.errors import ConfigurationError
@@ -13,6 +15,8 @@ from mlpipeline_operator.config import load_config
 
 def main() -> int:
     configure_logging()
+    # kopf logs every timer run at INFO (two per object per tick); decisions are Events and our own logs.
+    logging.getLogger("kopf.objects").setLevel(os.environ.get("MLP_OPERATOR_KOPF_LOG_LEVEL", "WARNING").upper())
     try:
         config = load_config()
     except ConfigurationError as exc:

@@ -35,6 +35,12 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.peering.name = config.peering_name
     settings.peering.priority = config.priority if config.priority is not None else random.randint(1, 1_000_000)
     settings.peering.standalone = config.standalone
+    # Exact namespaces: no cluster-wide scans of namespaces and CRDs, so a namespaced Role is all it needs
+    # (scanning would list namespaces cluster-wide and retry for minutes on 403). Cluster-wide: CRDs are watched
+    # so that a CRD installed after the operator is picked up.
+    settings.scanning.disabled = bool(config.namespaces) and not any(
+        ch in ns for ns in config.namespaces for ch in "*?[!"
+    )
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
     return settings
@@ -76,7 +82,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
     def start_metrics_and_migrations(**_: Any) -> None:
         if config.metrics_port:
-            metrics.serve(config.metrics_port)
+            metrics.serve(config.metrics_port, config.metrics_address)
         if config.migrate_database:
             upgrade_to_head(create_db_engine())
 

@@ -21,6 +21,7 @@ class OperatorConfig(BaseSettings):
         5.0, gt=0, le=3600, description="How often readiness and analysis due-ness are checked."
     )
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port; 0 disables.")
+    metrics_address: str = Field("0.0.0.0", description="Address the /metrics server binds.")
     liveness_endpoint: str | None = Field("http://0.0.0.0:8080/healthz", description="kopf liveness probe URL.")
     peering_name: str = Field("mlpipeline-operator", min_length=1, description="kopf peering object name.")
     standalone: bool = Field(False, description="Skip peering (a single replica, or tests).")
@@ -29,6 +30,9 @@ class OperatorConfig(BaseSettings):
     database_secret: str | None = Field(None, description="Default Secret with the predictors' DB_* variables.")
     storage_secret: str | None = Field(None, description="Default Secret with the predictors' AWS_*/S3_* variables.")
     max_workers: int = Field(32, ge=1, le=512, description="Threads for the synchronous handlers.")
+    verify_models: bool = Field(
+        False, description="Check a new model's s3:// or file:// prefix (MANIFEST.json, files) before serving it."
+    )
     migrate_database: bool = Field(False, description="Run the Alembic migrations at startup.")
 
     @field_validator("namespaces", mode="before")

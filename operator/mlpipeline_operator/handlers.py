@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from mlcore.config import get_settings
 from mlcore.errors import DatabaseError, DataValidationError
 from mlpipeline_operator import (
     ANNOTATION_PAUSED,
@@ -30,6 +31,7 @@ from mlpipeline_operator import (
 from mlpipeline_operator.analysis import evaluate, window_stats
 from mlpipeline_operator.decisions import Decision
 from mlpipeline_operator.logs import fetch_baseline, fetch_rows
+from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.render import Owner, ServedModel, canary_name, is_ready, render
 from mlpipeline_operator.runtime import Runtime
@@ -165,10 +167,27 @@ def _runtime(memo: kopf.Memo) -> Runtime:
 # ------------------------------------------------------------------------------------------------------------
 
 
+def _refused(runtime: Runtime, state: RolloutState, spec: ModelDeploymentSpec) -> Decision | None:
+    """With MLP_OPERATOR_VERIFY_MODELS, a version that is not completely published never reaches a predictor."""
+    if not runtime.config.verify_models:
+        return None
+    if state.stable and spec.model.storage_uri in (state.stable.storage_uri, getattr(state.canary, "storage_uri", "")):
+        return None  # already serving: checked when it arrived
+    problem = model_problem(spec.model.storage_uri, get_settings().effective_s3_endpoint)
+    if problem is None:
+        return None
+    message = f"model version {spec.model.version} refused: {problem}"
+    return Decision(replace(state, phase="Failed", message=message), "ModelRefused", message, "Warning")
+
+
 def create_inference_service(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None:
     """A new ModelDeployment: its model becomes the stable InferenceService."""
+    runtime = _runtime(memo)
 
     def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
+        refused = _refused(runtime, state, spec)
+        if refused is not None:
+            return refused
         generation = int(body["metadata"].get("generation", 1))
         if state.stable is not None:  # a restarted operator finishing an interrupted create
             decision = decisions.change_model(state, spec, generation, now())
@@ -177,16 +196,20 @@ def create_inference_service(memo: kopf.Memo, namespace: str, name: str, **_: An
             return decision
         return decisions.deploy(state, spec, generation, now())
 
-    _act(_runtime(memo), namespace, name, "create", transition)
+    _act(runtime, namespace, name, "create", transition)
 
 
 def start_rollout_on_model_change(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None:
     """spec.model changed: a canary at the first step (Canary) or a replacement (Immediate)."""
 
-    def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
-        return decisions.change_model(state, spec, int(body["metadata"].get("generation", 1)), now())
+    runtime = _runtime(memo)
 
-    _act(_runtime(memo), namespace, name, "model_change", transition)
+    def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
+        return _refused(runtime, state, spec) or decisions.change_model(
+            state, spec, int(body["metadata"].get("generation", 1)), now()
+        )
+
+    _act(runtime, namespace, name, "model_change", transition)
 
 
 def apply_serving_changes(memo: kopf.Memo, namespace: str, name: str, old: Any, new: Any, **_: Any) -> None:
@@ -231,7 +254,6 @@ def track_readiness(memo: kopf.Memo, namespace: str, name: str, status: Any, **_
 
 def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_: Any) -> None:
     """Each rollout.interval, compare canary and stable prediction logs; advance, promote or roll back."""
-    log.info("DEBUG cached phase %s", (status or {}).get("phase"))
     if not in_rollout(status):  # kopf's cached view: skip the API read for objects not in a rollout
         return
     runtime = _runtime(memo)

@@ -123,6 +123,12 @@ class Kube:
             raise
 
     def _put(self, group: str, version: str, plural: str, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        try:  # the common case first (a new child): one round trip
+            self.objects.create_namespaced_custom_object(group, version, namespace, plural, body)
+            return True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
         for attempt in range(_CONFLICT_RETRIES):
             current = _none_if_missing(
                 lambda: self.objects.get_namespaced_custom_object(group, version, namespace, plural, name)

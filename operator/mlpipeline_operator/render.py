@@ -159,9 +159,14 @@ def _env(owner: Owner, spec: ModelDeploymentSpec, model: ServedModel, role: Role
         {"name": "DEPLOYMENT_ID", "value": owner.deployment_id},
         {"name": "DEPLOYMENT_ROLE", "value": role},
         {"name": "MODEL_VERSION", "value": model.version},
-        {"name": "REGISTERED_MODEL_NAME", "value": spec.model.name},
-        {"name": "MODEL_URI", "value": model.storage_uri},
+        {"name": "PREDICTOR_MODEL_NAME", "value": spec.model.name},
     ]
+    if spec.predictor.runtime:
+        # KServe's storage initializer has fetched storageUri into /mnt/models.
+        env.append({"name": "PREDICTOR_MODEL_DIR", "value": "/mnt/models"})
+    else:
+        # The project's predictor fetches the version itself through mlcore.storage (manifest-checked).
+        env.append({"name": "PREDICTOR_STORAGE_URI", "value": model.storage_uri})
     env += [{"name": e.name, "value": e.value} for e in spec.predictor.env]
     return env
 
@@ -199,7 +204,7 @@ def _predictor(
             **container,
         }
     else:
-        # The project's own predictor image reads MODEL_URI through mlcore.storage (manifest-checked).
+        # The project's own predictor image (python -m predictor, a kserve.Model).
         predictor["containers"] = [
             {
                 "name": "kserve-container",

@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlcore.errors import DataValidationError
 from mlpipeline_operator.durations import parse_duration
 
-_RESERVED_ENV = {"DEPLOYMENT_ID", "DEPLOYMENT_ROLE", "MODEL_VERSION", "MODEL_URI", "REGISTERED_MODEL_NAME"}
+_RESERVED_ENV = {
+    "DEPLOYMENT_ID",
+    "DEPLOYMENT_ROLE",
+    "MODEL_VERSION",
+    "PREDICTOR_MODEL_NAME",
+    "PREDICTOR_STORAGE_URI",
+    "PREDICTOR_MODEL_DIR",
+}
 _URI_SCHEMES = ("s3://", "gs://", "pvc://", "file://", "http://", "https://", "hf://")
 
 

@@ -190,7 +190,7 @@ def test_grpc_health_and_metadata(grpc_stub: GRPCInferenceServiceStub) -> None:
     assert grpc_stub.ServerReady(pb.ServerReadyRequest()).ready
     assert grpc_stub.ModelReady(pb.ModelReadyRequest(name="sentiment")).ready
     meta = grpc_stub.ModelMetadata(pb.ModelMetadataRequest(name="sentiment"))
-    assert meta.name == "sentiment"
+    assert meta.name == "sentiment" and list(meta.versions) == [MODEL_VERSION]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("text", "BYTES", [-1])]
     assert [t.name for t in meta.outputs] == ["label", "score", "prediction_id", "probabilities"]
 

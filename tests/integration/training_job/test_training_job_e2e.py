@@ -161,15 +161,23 @@ def test_train_publish_register_and_record(
     assert ("all", "duplicates_dropped") in by_key and ("train", "positive_fraction") in by_key
     assert {s.model_version for s in stats} == {"1"}
 
-    # --- a second model: challenger moves, the champion decision is made on the same test split and logged ---
+    # --- a second model on the same test split: challenger moves, the decision uses the recorded figures ---
     second = run_job(tiny_args(small_imdb_csv, tiny_base_model, bucket, "--seed", "7"), capsys)
     assert second["model_version"] == "2" and second["registry_version"] == "2"
     assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "2"
     decision = client.get_model_version(MODEL_NAME, "2").tags["champion_decision"]
-    assert "same test split" in decision
-    expected_champion = "2" if second["metrics"]["accuracy"] > first["metrics"]["accuracy"] else "1"
-    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == expected_champion
-    assert list_versions(storage, f"models/{MODEL_NAME}") == ["1", "2"]
+    assert "recorded accuracy on the same test split" in decision
+    champion = "2" if second["metrics"]["accuracy"] > first["metrics"]["accuracy"] else "1"
+    assert client.get_model_version_by_alias(MODEL_NAME, "champion").version == champion
+    assert client.get_run(second["run_id"]).data.tags["champion_decision"] == decision
+
+    # --- a third on another test subset: the champion is downloaded (through the server) and scored again ---
+    third = run_job(tiny_args(small_imdb_csv, tiny_base_model, bucket, "--max-test-samples", "40"), capsys)
+    decision = client.get_model_version(MODEL_NAME, "3").tags["champion_decision"]
+    assert f"champion v{champion}" in decision and "re-scored on this test split" in decision
+    assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "3"
+    assert list_versions(storage, f"models/{MODEL_NAME}") == ["1", "2", "3"]
+    assert third["model_version"] == "3"
 
 
 class FailingStorage(Storage):
@@ -270,3 +278,53 @@ def test_rerun_resumes_from_the_checkpoint_in_storage(
     assert result["resumed_from"].endswith("checkpoint-4")
     assert result["model_version"] == "1" and result["registry_version"] is None
     assert checkpoints.CheckpointStore(storage, f"checkpoints/{MODEL_NAME}/job-1").published() == []
+
+
+def test_optuna_search_logs_nested_runs_and_resumes_its_study(
+    job_env: dict[str, Any], small_imdb_csv: Path, tiny_base_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from training_job import search
+
+    bucket: S3Bucket = job_env["bucket"]
+    base = tiny_args(small_imdb_csv, tiny_base_model, bucket, "--optimize", "--run-key", "search-1", "--no-register")
+    first = run_job([*base, "--n-trials", "2"], capsys)
+
+    client = MlflowClient(job_env["tracking"])
+    experiment = client.get_experiment_by_name(get_settings().mlflow_experiment)
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first['run_id']}'"
+    )
+    assert len(children) == 2
+    assert all("learning_rate" in child.data.params and "optuna_trial" in child.data.params for child in children)
+    assert all(
+        child.data.tags.get("pruned") == "True" or "best_eval_accuracy" in child.data.metrics for child in children
+    )
+    parent = client.get_run(first["run_id"])
+    assert "best_learning_rate" in parent.data.params and "final_learning_rate" in parent.data.params
+
+    # The study lives in Postgres, in its own schema (Optuna's alembic_version must not meet the core's).
+    storage_url = search.storage_url(get_settings())
+    assert "search_path" in storage_url and storage_url.startswith("postgresql")
+    study = optuna.load_study(study_name=f"{MODEL_NAME}-search-1", storage=storage_url)
+    assert len(study.trials) == 2
+    engine = sa.create_engine(job_env["db"])
+    try:
+        with engine.connect() as conn:
+            trial_rows = conn.execute(
+                sa.text("SELECT status FROM experiment_runs WHERE parent_run_id = :r"), {"r": first["run_id"]}
+            ).all()
+            core_tables = set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert sorted(r.status for r in trial_rows) in (["FINISHED", "FINISHED"], ["FINISHED", "PRUNED"])
+    assert "trials" not in core_tables and "experiment_runs" in core_tables
+
+    # Asked for 3 trials now: the study already holds 2, so only one more runs.
+    second = run_job([*base, "--n-trials", "3"], capsys)
+    assert len(optuna.load_study(study_name=f"{MODEL_NAME}-search-1", storage=storage_url).trials) == 3
+    more = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{second['run_id']}'"
+    )
+    assert len(more) == 1

@@ -68,8 +68,8 @@ def test_raw_deployment_stable_only():
         "DEPLOYMENT_ID": "ml/sentiment",
         "DEPLOYMENT_ROLE": "stable",
         "MODEL_VERSION": "1",
-        "REGISTERED_MODEL_NAME": "sentiment",
-        "MODEL_URI": "s3://models/sentiment/1",
+        "PREDICTOR_MODEL_NAME": "sentiment",
+        "PREDICTOR_STORAGE_URI": "s3://models/sentiment/1",
     }
     assert container["envFrom"] == [{"secretRef": {"name": "db"}}, {"secretRef": {"name": "s3"}}]
 

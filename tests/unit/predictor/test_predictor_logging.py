@@ -148,3 +148,42 @@ def test_spill_rows_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "spill-1.jsonl"
     path.write_text(encode_row(original) + "\n{broken\n")
     assert list(read_rows(path)) == [original, None]
+
+
+# --- feedback ---------------------------------------------------------------------------------------------
+
+
+def test_feedback_reaches_a_row_still_queued_and_refuses_unknown_ids(engine: sa.Engine, tmp_path: Path) -> None:
+    from predictor.feedback import FeedbackNotFoundError, FeedbackService
+
+    writer = PredictionLogWriter(engine, spill_dir=tmp_path / "spill", flush_interval_s=1.0)
+    service = FeedbackService(writer, lambda: ["negative", "positive"])
+    queued = row("queued")
+    writer.log([queued])  # not started yet: the row is only in the queue
+    writer.start()
+    at = service.apply(queued["id"], "negative")
+    assert writer.flush(30)
+    (stored_row,) = stored(engine)
+    assert stored_row["feedback_label"] == "negative"
+    assert stored_row["feedback_at"] is not None and at.tzinfo is not None
+    with pytest.raises(FeedbackNotFoundError):
+        service.apply(uuid.uuid4(), "positive")  # nothing pending: refused at once, no waiting
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"prediction_id": "not-a-uuid", "label": "positive"}, "not a prediction id"),
+        ({"prediction_id": str(uuid.UUID(int=1)), "label": "neutral"}, "not one of the model's labels"),
+        ({"prediction_id": str(uuid.UUID(int=1))}, "send {"),
+        (["x"], "send {"),
+    ],
+)
+def test_feedback_body_errors(engine: sa.Engine, tmp_path: Path, body: object, message: str) -> None:
+    from predictor.feedback import FeedbackService
+
+    service = FeedbackService(PredictionLogWriter(engine, spill_dir=tmp_path), lambda: ["negative", "positive"])
+    with pytest.raises(ValueError) as caught:
+        service.parse(body)
+    assert message in str(caught.value)
