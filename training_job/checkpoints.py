@@ -96,7 +96,7 @@ class CheckpointSyncCallback(TrainerCallback):
         self.store = store
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        checkpoint = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
         if checkpoint.is_dir():
             self.store.push(checkpoint)
             logger.info("checkpoint %s saved to %s", checkpoint.name, self.store.storage.uri_for(self.store.prefix))

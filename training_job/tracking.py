@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -30,6 +29,8 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 MODEL_ARTIFACT_PATH = "model"
 _PARAM_MAX = 6000
+_READY = "READY"  # ModelVersionStatus names, as the registry reports them
+_FAILED = "FAILED_REGISTRATION"
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,9 @@ class Tracker:
         deadline = time.monotonic() + timeout_s
         while True:
             status = self.client.get_model_version(name, version).status
-            if status == ModelVersionStatus.to_string(ModelVersionStatus.READY):
+            if status == _READY:
                 return
-            if status == ModelVersionStatus.to_string(ModelVersionStatus.FAILED_REGISTRATION):
+            if status == _FAILED:
                 raise MlflowException(f"registration of {name} version {version} failed")
             if time.monotonic() > deadline:
                 raise MlflowException(f"{name} version {version} not ready after {timeout_s:.0f}s ({status})")

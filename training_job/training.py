@@ -124,7 +124,7 @@ def load_model(model_path: str, attention_dropout: float | None = None) -> PreTr
             for key in _ATTENTION_DROPOUT_KEYS:
                 if hasattr(config, key):
                     setattr(config, key, attention_dropout)
-        model = AutoModelForSequenceClassification.from_pretrained(model_path, config=config)
+        model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(model_path, config=config)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a sequence-classification model from {model_path!r}: {exc}") from exc
     return model
