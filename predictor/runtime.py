@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlcore.errors import ModelError
+from mlcore.text import encode_head_tail, truncation_of
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class SentimentRuntime:
         self.optimize = optimize
         self.labels: list[str] = []
         self.max_length = max_length or DEFAULT_MAX_LENGTH
+        self.head_fraction = 1.0
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -62,6 +64,8 @@ class SentimentRuntime:
         positions = int(getattr(model.config, "max_position_embeddings", 512) or 512)
         wanted = self.requested_max_length or int((card or {}).get("max_length") or DEFAULT_MAX_LENGTH)
         self.max_length = min(wanted, positions)
+        # Truncate long texts the way training did (the model card says how); plain head truncation otherwise.
+        self.head_fraction = truncation_of(card)
         self.labels = labels
         self._model = model
         self._tokenizer = tokenizer
@@ -81,9 +85,13 @@ class SentimentRuntime:
         if not self.loaded:
             raise ModelError("the runtime is not loaded")
         with torch.inference_mode():
-            batch = self._tokenizer(
-                texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
-            )
+            if self.head_fraction < 1.0:
+                encoded = encode_head_tail(self._tokenizer, texts, self.max_length, self.head_fraction)
+                batch = self._tokenizer.pad(encoded, padding=True, return_tensors="pt")
+            else:
+                batch = self._tokenizer(
+                    texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+                )
             logits = self._model(**batch).logits
             probabilities = torch.softmax(logits.float(), dim=-1)
         return probabilities.numpy()

@@ -15,6 +15,8 @@ if _REPO_ROOT not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Idle OpenMP workers must sleep, not spin: on 2 shared cores spinning threads slow every other process (and test).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tests.fixtures.services import (  # noqa: E402  (needs the path set above)
     kube_apiserver,

@@ -328,6 +328,7 @@ class TrainingRun:
             params=config.params() | hyper.as_dict() | {"run_key": run_key},
             evaluation=evaluation,
             mlflow_run_id=run_id,
+            head_fraction=config.head_fraction,
         )
         model_dir = write_model_dir(trainer.model, tokenizer, card, reference, run_dir / "model")
         version, manifest = publish_model(self.storage, config.model_name, model_dir, card)

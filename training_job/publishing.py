@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlcore.errors import StorageError
 from mlcore.storage import MANIFEST_NAME, Manifest, Storage, join_key, next_version, publish_directory
+from mlcore.text import DEFAULT_HEAD_FRACTION
 from training_job.cleaning import LABEL_NAMES
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,15 @@ def build_model_card(
     params: dict[str, Any],
     evaluation: dict[str, Any],
     mlflow_run_id: str | None,
+    head_fraction: float = DEFAULT_HEAD_FRACTION,
 ) -> dict[str, Any]:
     return {
         "name": name,
         "version": version,
         "labels": list(LABEL_NAMES),
         "max_length": max_length,
+        # The predictor reads this to truncate long texts the way training did.
+        "truncation": {"strategy": "head+tail", "head_fraction": head_fraction},
         "base_model": base_model,
         "metrics": {k: (None if v != v else v) for k, v in metrics.items()},  # NaN -> null
         "dataset": dataset,

@@ -16,9 +16,7 @@ import pandas as pd
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from mlcore.errors import ModelError
-
-DEFAULT_HEAD_FRACTION = 0.5
-_CHUNK = 1000
+from mlcore.text import DEFAULT_HEAD_FRACTION, encode_head_tail
 
 
 def load_tokenizer(model_path: str) -> PreTrainedTokenizerBase:
@@ -31,25 +29,6 @@ def load_tokenizer(model_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def head_tail(ids: list[int], budget: int, head_fraction: float) -> list[int]:
-    if len(ids) <= budget:
-        return ids
-    head = int(budget * head_fraction)
-    tail = budget - head
-    return ids[:head] + (ids[-tail:] if tail else [])
-
-
-def special_wrap(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
-    """The special tokens put before and after one sequence ([CLS] ... [SEP] for BERT), read off the tokenizer."""
-    probe = "hello world"
-    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
-    for start in range(len(full) - len(bare) + 1):
-        if full[start : start + len(bare)] == bare:
-            return list(full[:start]), list(full[start + len(bare) :])
-    raise ModelError("cannot tell where the tokenizer puts its special tokens")
-
-
 def encode_texts(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
@@ -57,18 +36,7 @@ def encode_texts(
     head_fraction: float = DEFAULT_HEAD_FRACTION,
 ) -> dict[str, list[list[int]]]:
     """input_ids and attention_mask (unpadded) of at most max_length tokens, special tokens included."""
-    prefix, suffix = special_wrap(tokenizer)
-    budget = max_length - len(prefix) - len(suffix)
-    if budget < 2:
-        raise ModelError(f"max_length {max_length} leaves no room for text after the special tokens")
-    input_ids: list[list[int]] = []
-    for start in range(0, len(texts), _CHUNK):
-        chunk = texts[start : start + _CHUNK]
-        # No truncation here: head+tail needs the whole sequence (verbose=False: long rows are expected).
-        raw = tokenizer(chunk, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        for ids in raw:
-            input_ids.append(prefix + head_tail(ids, budget, head_fraction) + suffix)
-    return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]}
+    return encode_head_tail(tokenizer, texts, max_length, head_fraction)
 
 
 def to_dataset(

@@ -10,9 +10,9 @@ import pytest
 
 from mlcore.errors import ManifestError
 from mlcore.storage import list_versions, open_storage, verify_local_directory, verify_version
+from mlcore.text import head_tail
 from training_job.checkpoints import CheckpointStore
 from training_job.publishing import copy_local, publish_model, reference_frame
-from training_job.tokenization import head_tail
 
 pytestmark = pytest.mark.unit
 

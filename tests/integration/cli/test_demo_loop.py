@@ -1,0 +1,93 @@
+"""`mlpipeline demo` end to end in a reduced form: a tiny model, few samples, the real components as processes.
+
+The full command (README's first) trains the quick model; this runs the same stages with a 2-layer model so CI
+proves the loop keeps working: train -> publish -> serve -> v2 traffic + bad requests -> drift -> summary,
+and that a second run reuses the published model.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mlcore.db import DriftRun, ExperimentRun, PredictionLog, create_db_engine, session_scope
+from mlcore.storage import list_versions, open_storage
+from tests.fixtures.models import make_tiny_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REQUESTS = 120
+
+
+def _demo(home: Path, workdir: Path, model: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MLP_HOME": str(home),
+        "DRIFT_MIN_ROWS": "50",
+        "LOG_FORMAT": "text",
+    }
+    for name in ("DATABASE_URL", "DB_HOST", "STORAGE_URI", "S3_BUCKET", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    train_args = (
+        f"--model {model} --max-train-samples 64 --max-validation-samples 32 --max-test-samples 64 "
+        "--max-length 32 --epochs 1 --batch-size 16 --reference-rows 100"
+    )
+    command = [sys.executable, "-m", "mlpipeline_cli", "demo", "--requests", str(REQUESTS), "--train-args", train_args]
+    return subprocess.run(
+        [*command, *extra], cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+
+
+def test_demo_runs_the_whole_loop_and_reuses_its_model(tmp_path):
+    model = make_tiny_model(tmp_path / "tiny")
+    home, workdir = tmp_path / "home", tmp_path / "work"
+    workdir.mkdir()
+
+    first = _demo(home, workdir, model)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    for stage in [
+        "prepare offline data and model",
+        "train a quick model",
+        "start the predictor",
+        "send held-out reviews",
+        "run the drift job",
+        "summarise",
+    ]:
+        assert f"{stage} ok (" in first.stdout
+    assert f"{REQUESTS} answered, 0 failed, 5 bad requests refused" in first.stdout
+    assert "== ml-pipeline demo summary ==" in first.stdout
+    assert (workdir / "models" / "final" / "config.json").is_file()
+
+    storage = open_storage((home / "storage").as_uri())
+    assert list_versions(storage, "models/sentiment") == ["1"]
+    engine = create_db_engine(f"sqlite:///{home / 'mlpipeline.db'}")
+    with session_scope(engine) as session:
+        assert session.execute(select(func.count()).select_from(PredictionLog)).scalar_one() == REQUESTS
+        assert session.execute(select(func.count()).select_from(ExperimentRun)).scalar_one() >= 1
+        run = session.execute(select(DriftRun)).scalars().one()
+        assert run.status == "success" and run.rows == REQUESTS and run.report_uri
+    report = Path(run.report_uri.removeprefix("file://"))
+    assert report.is_file() and report.stat().st_size > 10_000
+
+    second = _demo(home, workdir, model)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    assert "reusing" in second.stdout
+    assert list_versions(storage, "models/sentiment") == ["1"]
+    with session_scope(engine) as session:
+        assert session.execute(select(func.count()).select_from(PredictionLog)).scalar_one() == 2 * REQUESTS
+        runs = session.execute(select(DriftRun).order_by(DriftRun.started_at)).scalars().all()
+        # The watermark: the second drift run sees only the second batch of traffic.
+        assert [r.rows for r in runs] == [REQUESTS, REQUESTS]
+    engine.dispose()
+
+
+def test_a_failing_stage_is_named_and_stops_the_rest(tmp_path):
+    home, workdir = tmp_path / "home", tmp_path / "work"
+    workdir.mkdir()
+    failed = _demo(home, workdir, tmp_path / "no-such-model")
+    assert failed.returncode == 1
+    assert "FAILED at stage 'train a quick model' failed" in failed.stderr
+    assert "start the predictor" not in failed.stdout
