@@ -13,7 +13,7 @@ CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt,)
 # Set ALLOW_NO_TESTS=1 to accept a run in which pytest collected nothing (exit 5); by default that fails.
 ALLOW_NO_TESTS ?= 0
 
-.PHONY: help setup deps tools assets test lint format typecheck pytest run
+.PHONY: help setup deps tools assets test lint format typecheck pytest run manifests
 
 help:
 	@echo "make setup  - venv + Python deps + pinned tools (hack/) + offline assets; idempotent"
@@ -71,3 +71,7 @@ format:
 # The README's first command: sets up what it needs (idempotent), then the whole loop on the embedded default.
 run: deps assets
 	$(BIN)/mlpipeline demo
+
+# Regenerate manifests/ from the chart after any chart change (a test fails while they are out of sync).
+manifests:
+	bash hack/generate-manifests.sh
