@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+# Libraries whose INFO lines are noise to an operator reading job logs.
+_QUIET = ("alembic", "botocore", "boto3", "urllib3", "s3transfer", "httpx", "filelock")
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -54,3 +56,5 @@ def configure_logging(level: str | None = None, *, json_format: bool | None = No
     handler._mlpipeline = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel((level or os.environ.get("LOG_LEVEL", "INFO")).upper())
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
