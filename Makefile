@@ -6,8 +6,6 @@ SHELL := bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Keep downloaded wheels (torch is large) between fresh clones on the same machine.
-export PIP_CACHE_DIR ?= $(HOME)/.cache/ml-pipeline/pip
 # The pinned versions the lead keeps; used when present.
 CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt,)
 # Set ALLOW_NO_TESTS=1 to accept a run in which pytest collected nothing (exit 5); by default that fails.

@@ -84,7 +84,7 @@ for doc in yaml.safe_load_all(examples.read_text()):
     if doc:
         name = doc["metadata"]["name"]
         suffix = name.removeprefix("sentiment").lstrip("-") or "basic"
-        (out / "examples" / f"modeldeployment-{suffix}.yaml").write_text(dump([doc]))
+        (out / "examples" / f"{doc['kind'].lower()}-{suffix}.yaml").write_text(dump([doc]))
 PY
 rm -rf "$out" && mv "$out.tmp" "$out"
 log "wrote $(find "$out" -name '*.yaml' | wc -l) files to $out"

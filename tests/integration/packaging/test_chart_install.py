@@ -111,6 +111,7 @@ def test_kubectl_apply_dry_run_server_accepts_manifests(cluster: Any) -> None:
 
     examples = cluster.kubectl("apply", "--dry-run=server", "-n", "ml-pipeline", "-f", str(MANIFESTS / "examples"))
     assert examples.stdout.count("modeldeployment.mlpipeline.io/") == 3, examples.stdout
+    assert examples.stdout.count("inferenceservice.serving.kserve.io/sentiment-raw") == 1, examples.stdout
 
 
 def test_api_server_refuses_a_bad_example(cluster: Any, tmp_path: Path) -> None:

@@ -51,4 +51,5 @@ def test_manifests_hold_what_kubectl_users_need() -> None:
         "modeldeployment-basic.yaml",
         "modeldeployment-canary-raw.yaml",
         "modeldeployment-canary-serverless.yaml",
+        "inferenceservice-raw.yaml",
     }
