@@ -11,7 +11,7 @@ CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt,)
 # Set ALLOW_NO_TESTS=1 to accept a run in which pytest collected nothing (exit 5); by default that fails.
 ALLOW_NO_TESTS ?= 0
 
-.PHONY: help setup deps tools assets test lint format typecheck pytest run manifests
+.PHONY: help setup system deps tools assets test lint format typecheck pytest run manifests
 
 help:
 	@echo "make setup  - venv + Python deps + pinned tools (hack/) + offline assets; idempotent"
@@ -20,7 +20,11 @@ help:
 	@echo "make format - ruff format + ruff check --fix"
 	@echo "make run    - set up, then the whole loop on the embedded default (mlpipeline demo)"
 
-setup: deps tools assets
+setup: system deps tools assets
+
+# Debian packages the tests need (PostgreSQL server, make) and a Go check; a no-op when present.
+system:
+	bash hack/install-system-deps.sh
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), sys.version' \
