@@ -285,9 +285,13 @@ def _upload_reports(
     stamp = f"{end.strftime('%Y%m%dT%H%M%SZ')}_v{target.model_version}"
     base = join_key(settings.reports_prefix, target.deployment_id)
     key = join_key(base, f"{stamp}.html")
-    storage.put_bytes(key, result.html.encode("utf-8"))
+    storage.put_bytes(key, result.html.encode("utf-8"), content_type="text/html; charset=utf-8")
     if result.embedding_html is not None:
-        storage.put_bytes(join_key(base, f"{stamp}-embeddings.html"), result.embedding_html.encode("utf-8"))
+        storage.put_bytes(
+            join_key(base, f"{stamp}-embeddings.html"),
+            result.embedding_html.encode("utf-8"),
+            content_type="text/html; charset=utf-8",
+        )
     return storage.uri_for(key)
 
 

@@ -32,7 +32,8 @@ class Storage(ABC):
     root_uri: str
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Write `data` at `key`; `content_type` is kept where the backend can serve it (S3), e.g. text/html."""
 
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None: ...

@@ -36,7 +36,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot write {self.uri_for(key)}: {exc}") from exc
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         self._write_atomically(key, lambda handle: handle.write(data))
 
     def put_file(self, key: str, path: Path) -> None:

@@ -59,8 +59,9 @@ class S3Storage(Storage):
         except (BotoCoreError, ConnectionError) as exc:
             raise StorageError(f"S3 {what} failed for {self.root_uri}/{key}: {exc}") from exc
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._call("put", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        self._call("put", key, self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
 
     def put_file(self, key: str, path: Path) -> None:
         self._call("upload", key, self.client.upload_file, str(path), self.bucket, self._key(key))

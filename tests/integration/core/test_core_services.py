@@ -96,6 +96,10 @@ def test_s3_publish_fetch_and_refusals(s3_bucket, tmp_path):
     with pytest.raises(ManifestError, match="checksum"):
         fetch_version(storage, "models/m/1", tmp_path / "out2")
 
+    storage.put_bytes("reports/r.html", b"<html></html>", content_type="text/html; charset=utf-8")
+    head = s3_bucket.client().head_object(Bucket=s3_bucket.name, Key="reports/r.html")
+    assert head["ContentType"] == "text/html; charset=utf-8"
+
     with pytest.raises(StorageError, match="not found"):
         storage.get_bytes("models/none")
     assert not storage.exists("models/none")

@@ -201,6 +201,9 @@ def test_same_distribution_no_alert_metrics_and_report_stored(env: DriftEnv) -> 
     assert outcome.report_uri.startswith(f"s3://{env.bucket.name}/reports/ml/sentiment/")
     assert outcome.report_uri.endswith("_v1.html")
     assert b"<html" in env.object(outcome.report_uri).lower()
+    key = outcome.report_uri.removeprefix(f"s3://{env.bucket.name}/")
+    head = env.bucket.client().head_object(Bucket=env.bucket.name, Key=key)
+    assert head["ContentType"] == "text/html; charset=utf-8"  # browsers show it instead of downloading it
 
 
 def test_shifted_distribution_alerts_once_and_resolves_when_it_clears(env: DriftEnv) -> None:

@@ -193,9 +193,9 @@ class FailingStorage(Storage):
             raise StorageError("simulated network failure during upload")
         self.allowed -= 1
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         self._count()
-        self.inner.put_bytes(key, data)
+        self.inner.put_bytes(key, data, content_type)
 
     def put_file(self, key: str, path: Path) -> None:
         self._count()
