@@ -10,8 +10,8 @@ from typing import Any
 
 from mlcore.config import Settings
 from mlcore.errors import ConfigurationError, ModelError
+from mlcore.text import DEFAULT_HEAD_FRACTION
 from training_job.data import hub_offline
-from training_job.tokenization import DEFAULT_HEAD_FRACTION
 from training_job.training import HyperParams
 
 HUB_DEFAULT_MODEL = "distilbert-base-uncased"

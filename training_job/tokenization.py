@@ -29,16 +29,6 @@ def load_tokenizer(model_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def encode_texts(
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    max_length: int,
-    head_fraction: float = DEFAULT_HEAD_FRACTION,
-) -> dict[str, list[list[int]]]:
-    """input_ids and attention_mask (unpadded) of at most max_length tokens, special tokens included."""
-    return encode_head_tail(tokenizer, texts, max_length, head_fraction)
-
-
 def to_dataset(
     tokenizer: PreTrainedTokenizerBase,
     frame: pd.DataFrame,
@@ -46,7 +36,7 @@ def to_dataset(
     head_fraction: float = DEFAULT_HEAD_FRACTION,
 ) -> datasets.Dataset:
     """A datasets.Dataset with input_ids, attention_mask, labels and length, in the frame's row order."""
-    encoded: dict[str, Any] = encode_texts(tokenizer, frame["text"].tolist(), max_length, head_fraction)
+    encoded: dict[str, Any] = encode_head_tail(tokenizer, frame["text"].tolist(), max_length, head_fraction)
     encoded["labels"] = frame["label"].astype(int).tolist()
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
     return datasets.Dataset.from_dict(encoded)

@@ -49,6 +49,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _matches(path: Path, entry: ManifestEntry) -> bool:
+    return path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
+
+
 def _local_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise StorageError(f"cannot publish {directory}: not a directory")
@@ -126,7 +130,7 @@ def fetch_version(storage: Storage, prefix: str, destination: Path) -> Manifest:
         for entry in manifest.files:
             target = staging / entry.path
             storage.get_file(join_key(prefix, entry.path), target)
-            if target.stat().st_size != entry.size or sha256_file(target) != entry.sha256:
+            if not _matches(target, entry):
                 raise ManifestError(f"{storage.uri_for(join_key(prefix, entry.path))} does not match its checksum")
         (staging / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
         if destination.exists():
@@ -146,7 +150,7 @@ def verify_local_directory(directory: Path) -> Manifest:
         path = directory / entry.path
         if not path.is_file():
             raise ManifestError(f"{path} is listed in the manifest but missing")
-        if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+        if not _matches(path, entry):
             raise ManifestError(f"{path} does not match its manifest checksum")
     return manifest
 
