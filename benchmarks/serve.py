@@ -40,7 +40,7 @@ from mlcore.db import upgrade_to_head  # noqa: E402
 from mlcore.storage import open_storage, publish_directory  # noqa: E402
 from predictor.runtime import SentimentRuntime, configure_torch_threads  # noqa: E402
 from tests.fixtures.postgres import start_postgres  # noqa: E402
-from tests.fixtures.predictor_server import PredictorProcess, wait_for  # noqa: E402
+from tests.fixtures.predictor_server import PredictorProcess, count_logged_predictions, wait_for  # noqa: E402
 
 GOAL_LATENCY = 1.2
 GOAL_THROUGHPUT = 0.8
@@ -244,17 +244,6 @@ def mean_batch(base_url: str) -> float:
     return values.get("mlp_batch_size_sum", 0.0) / max(values.get("mlp_batch_size_count", 0.0), 1.0)
 
 
-def count_rows(url: str) -> int:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT count(*) FROM prediction_logs")).scalar_one())
-    finally:
-        engine.dispose()
-
-
 def start_server(model_dir: Path, args: argparse.Namespace, workdir: Path, db_url: str | None) -> PredictorProcess:
     flags = ["--model_name", "sentiment", "--model_dir", str(model_dir), "--enable_grpc", "false"]
     env = {
@@ -352,10 +341,14 @@ def main() -> int:
             batching = {name: mean_batch(url) for name, url in urls.items()}
             # Every prediction must reach the table: logging is loss-free, not best-effort.
             try:
-                wait_for(lambda: count_rows(db_url) == on.predictions, f"{on.predictions} rows", timeout=300)
+                wait_for(
+                    lambda: count_logged_predictions(db_url) == on.predictions, f"{on.predictions} rows", timeout=300
+                )
                 logged = f"all {on.predictions} predictions logged"
             except AssertionError:
-                logged = f"LOGGING CHECK FAILED: {count_rows(db_url)} rows for {on.predictions} predictions"
+                logged = (
+                    f"LOGGING CHECK FAILED: {count_logged_predictions(db_url)} rows for {on.predictions} predictions"
+                )
             del runtime
             gc.collect()
         finally:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from tests.fixtures.models import publish_tiny_model
-from tests.fixtures.predictor_server import fresh_database, start_predictor, wait_for
+from tests.fixtures.predictor_server import count_logged_predictions, fresh_database, start_predictor, wait_for
 from tests.fixtures.services import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,15 +29,6 @@ def metric(base_url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"metric {name} not exposed")
-
-
-def count_rows(url: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT count(*) FROM prediction_logs")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 class Traffic:
@@ -85,7 +75,7 @@ def test_outage_while_requests_flow_loses_nothing(
     process = start_predictor(tmp_path / "p", ["--model_dir", str(model_dir)], db_url, OUTAGE_ENV)
     try:
         with Traffic(process.base_url) as traffic:
-            wait_for(lambda: count_rows(db_url) >= 10, "rows before the outage")
+            wait_for(lambda: count_logged_predictions(db_url) >= 10, "rows before the outage")
             spilled_before = metric(process.base_url, "mlp_prediction_log_rows_spilled_total")
             postgres_server.stop()
             # Requests keep flowing: the queue fills, the writer retries, the overflow is spilled to disk.
@@ -103,12 +93,14 @@ def test_outage_while_requests_flow_loses_nothing(
             )
         assert traffic.failures == []
         assert traffic.predictions > 0
-        wait_for(lambda: count_rows(db_url) == traffic.predictions, f"{traffic.predictions} rows", timeout=120)
+        wait_for(
+            lambda: count_logged_predictions(db_url) == traffic.predictions, f"{traffic.predictions} rows", timeout=120
+        )
         wait_for(lambda: metric(process.base_url, "mlp_prediction_log_spill_pending_rows") == 0, "an empty spill")
         assert metric(process.base_url, "mlp_prediction_log_rows_retried_total") > 0
         assert metric(process.base_url, "mlp_prediction_log_rows_failed_total") == 0
         # Replays and retries never duplicate a row: the count stays equal once everything is in.
-        assert count_rows(db_url) == traffic.predictions
+        assert count_logged_predictions(db_url) == traffic.predictions
     finally:
         if not postgres_server.running:
             postgres_server.start()
@@ -139,7 +131,7 @@ def test_rows_spilled_at_shutdown_are_replayed_by_the_next_process(
     assert spilled, "the queued rows should have been spilled at shutdown"
     second = start_predictor(workdir, ["--model_dir", str(model_dir)], db_url, OUTAGE_ENV)
     try:
-        wait_for(lambda: count_rows(db_url) == 5, "the replayed rows")
+        wait_for(lambda: count_logged_predictions(db_url) == 5, "the replayed rows")
         wait_for(lambda: not list((workdir / "spill").glob("spill-*.jsonl")), "the spill file to be removed")
     finally:
         second.stop()
