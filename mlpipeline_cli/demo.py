@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,17 @@ class DemoState:
     path: Path
     model_uri: str | None = None
     model_version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> DemoState:
         if path.is_file():
             data = json.loads(path.read_text())
-            return cls(path, data.get("model_uri"), data.get("model_version"), data.get("extra", {}))
+            return cls(path, data.get("model_uri"), data.get("model_version"))
         return cls(path)
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model_uri": self.model_uri, "model_version": self.model_version, "extra": self.extra}
+        payload = {"model_uri": self.model_uri, "model_version": self.model_version}
         self.path.write_text(json.dumps(payload, indent=2))
 
 
@@ -85,10 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
         summary["model_uri"] = model_uri
         predictor, base_url = runner.run(
             "start the predictor",
-            lambda: (
-                _record_local_deployment(model_uri, version)
-                or _start_predictor(model_uri, version, home, args.startup_timeout)
-            ),
+            lambda: _serve(model_uri, version, home, args.startup_timeout),
             done=lambda r: f"listening on {r[1]}",
         )
         load = runner.run(
@@ -96,11 +92,11 @@ def run_demo(args: argparse.Namespace) -> int:
             lambda: _send_traffic(base_url, args),
             done=lambda r: f"{len(r[0].latencies_ms)} answered, {r[0].errors} failed, {len(r[1])} bad requests refused",
         )
-        summary["load"], summary["bad_requests"], summary["accuracy_live"] = load
+        summary["load"], _refused, summary["accuracy_live"] = load
         _stop(predictor)
         predictor = None
         summary["drift"] = runner.run("run the drift job", lambda: _drift(args), done=lambda r: r["headline"])
-        runner.run("summarise", lambda: _print_summary(summary, settings, state))
+        runner.run("summarise", lambda: _print_summary(summary, settings))
         return 0
     except StageFailed as failure:
         print(f"\nFAILED at {failure}", file=sys.stderr)
@@ -328,7 +324,7 @@ def _drift(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _print_summary(summary: dict[str, Any], settings: Any, state: DemoState) -> None:
+def _print_summary(summary: dict[str, Any], settings: Any) -> None:
     from mlcore.storage import join_key, open_version
 
     load: LoadResult = summary["load"]
