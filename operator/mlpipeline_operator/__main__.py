@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -13,7 +14,13 @@ from mlpipeline_operator.app import run
 from mlpipeline_operator.config import load_config
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # No flags: every setting is an MLP_OPERATOR_* variable. Parsing still answers --help (and refuses stray
+    # arguments) before any attempt to reach the API server.
+    argparse.ArgumentParser(
+        prog="python -m mlpipeline_operator",
+        description="Run the ModelDeployment operator (kopf); settings come from MLP_OPERATOR_* environment variables.",
+    ).parse_args(argv)
     configure_logging()
     # kopf logs every timer run at INFO (two per object per tick); decisions are Events and our own logs.
     logging.getLogger("kopf.objects").setLevel(os.environ.get("MLP_OPERATOR_KOPF_LOG_LEVEL", "WARNING").upper())
