@@ -35,6 +35,7 @@ hash_tree() {
   find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.py[cod]' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 
+bash hack/docker-up.sh
 base=$(bash hack/build-base-image.sh)
 base_id=$("$DOCKER" image inspect -f '{{.Id}}' "$base")
 wheelhouse="$WHEELS_ROOT/$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
