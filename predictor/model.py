@@ -97,9 +97,9 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         is_v2 = isinstance(payload, InferRequest)
         try:
             decoded = codecs.decode_v2(payload, self.limits) if is_v2 else codecs.decode_v1(payload, self.limits)
+            request_id = codecs.validate_request_id((headers or {}).get("x-request-id") or decoded.request_id)
         except InferenceInputError as exc:
             raise InvalidInput(str(exc)) from None
-        request_id = (headers or {}).get("x-request-id") or decoded.request_id
         ids = [str(uuid.uuid4()) for _ in decoded.texts]
         assert self.batcher is not None
         try:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError, StatementError
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 from tenacity.stop import stop_base
 
@@ -51,6 +51,17 @@ ROW_FIELDS = (
 def is_unavailable(exc: BaseException) -> bool:
     """True when the database could not be reached (worth retrying), not when it refused the rows."""
     return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, OperationalError | InterfaceError)
+
+
+def refused_for_its_data(exc: BaseException) -> bool:
+    """True when a row's own values are the problem: SQLSTATE class 22 (data) or 23 (constraint), or a value that
+    could not be converted for sending. False for schema, privilege or server problems, which no row can fix."""
+    if not isinstance(exc, DatabaseError):
+        return True  # raised while adapting the row's values, before the database saw them
+    cause = exc.__cause__
+    if isinstance(cause, DBAPIError):
+        return isinstance(cause, DataError | IntegrityError)
+    return isinstance(cause, StatementError)  # a bind value that could not be converted
 
 
 class PredictionLogWriter:
@@ -247,7 +258,7 @@ class PredictionLogWriter:
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:
             self._insert_many(rows)
-        except DatabaseError as exc:
+        except Exception as exc:
             if is_unavailable(exc):
                 raise
             self._insert_one_by_one(rows, exc)
@@ -258,19 +269,25 @@ class PredictionLogWriter:
             session.execute(statement, [{k: row.get(k) for k in ROW_FIELDS} for row in rows])
         metrics.LOG_ROWS_WRITTEN.inc(len(rows))
 
-    def _insert_one_by_one(self, rows: list[dict[str, Any]], batch_error: DatabaseError) -> None:
-        """A refused batch: keep the good rows, set aside the rows the database rejects on their own."""
+    def _insert_one_by_one(self, rows: list[dict[str, Any]], batch_error: Exception) -> None:
+        """A refused batch: keep the good rows, set aside the rows the database rejects for their own data.
+
+        A row refused for its values (too long, NUL, a CHECK) is set aside even when every row of the batch is:
+        client input must never stall the writer. A refusal that is not about the data (missing table, missing
+        privilege) is the schema or the grants: nothing is set aside, the batch is retried like an outage.
+        """
         rejected: list[dict[str, Any]] = []
         for row in rows:
             try:
                 self._insert_many([row])
-            except DatabaseError as exc:
+            except Exception as exc:
                 if is_unavailable(exc):
                     raise
+                if not refused_for_its_data(exc):
+                    raise _SystemicRejectionError(str(exc)) from exc
                 rejected.append(row)
-        if len(rejected) == len(rows):
-            # Every row refused: the schema or permissions are wrong, not the rows. Keep them and retry.
-            raise _SystemicRejectionError(str(batch_error)) from batch_error
+        if not rejected:
+            return
         metrics.LOG_ROWS_FAILED.inc(len(rejected))
         log.error(
             "prediction log rows rejected by the database; kept in the spill dir as rejected-*.jsonl",
@@ -332,7 +349,7 @@ class PredictionLogWriter:
 
 
 class _SystemicRejectionError(DatabaseError):
-    """The database refused every row of a batch: a schema or permission problem, retried like an outage."""
+    """The database refused a row for a reason other than its data (schema, privileges): retried like an outage."""
 
 
 class _StopWhenSet(stop_base):

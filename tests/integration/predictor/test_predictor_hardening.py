@@ -1,0 +1,84 @@
+"""A real predictor against requests written to break it: nothing a client sends may stall logging, take the model
+away, or cost other clients their answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from tests.fixtures.models import publish_tiny_model
+from tests.fixtures.predictor_server import Served, fresh_database, start_predictor, wait_for
+from tests.fixtures.services import PostgresServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+INFER = "/v2/models/sentiment/infer"
+PREDICT = "/v1/models/sentiment:predict"
+
+
+@pytest.fixture(scope="module")
+def served(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One predictor serving a mounted model directory (like KServe's /mnt/models), logging to Postgres."""
+    tmp = tmp_path_factory.mktemp("hardening")
+    model_uri = publish_tiny_model((tmp / "store").as_uri(), "sentiment", "7")
+    db_url = fresh_database(postgres_server)
+    process = start_predictor(tmp / "p", ["--model_dir", model_uri.removeprefix("file://")], db_url)
+    engine = sa.create_engine(db_url)
+    try:
+        yield Served(process=process, db_url=db_url, engine=engine, model_uri=model_uri)
+    finally:
+        process.stop()
+        engine.dispose()
+
+
+def v2_body(texts: list[object], **extra: object) -> dict[str, object]:
+    return {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}], **extra}
+
+
+def logged(served: Served, request_id: str) -> list[dict[str, object]]:
+    return served.rows("request_id = :r", r=request_id)
+
+
+# --- logging cannot be stalled by one request -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "message"),
+    [
+        ({"x-request-id": "r" * 129}, v2_body(["fine text"]), "request id has 129 characters"),
+        ({}, v2_body(["fine text"], id="i" * 300), "request id has 300 characters"),
+        ({}, v2_body(["a NUL \x00 here"]), "NUL"),
+    ],
+)
+def test_input_the_log_table_cannot_hold_is_400_and_logging_goes_on(
+    served: Served, headers: dict[str, str], body: dict[str, object], message: str
+) -> None:
+    with served.client() as http:
+        refused = http.post(INFER, json=body, headers=headers)
+        assert refused.status_code == 400, refused.text
+        assert message in refused.json()["error"]
+        after = f"after-{uuid.uuid4()}"
+        assert http.post(INFER, json=v2_body(["a normal review"]), headers={"x-request-id": after}).status_code == 200
+    wait_for(lambda: logged(served, after), "the next request's log row", timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "content_type"),
+    [
+        (INFER, b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["bad \\ud800"]}]}', "json"),
+        (PREDICT, b'{"instances": ["broken \\udfff text"]}', "text/plain"),
+    ],
+)
+def test_a_lone_surrogate_is_400_and_does_not_fail_its_neighbours(
+    served: Served, path: str, content: bytes, content_type: str
+) -> None:
+    # JSON may carry "\ud800"; Python's parser turns it into a str that is not UTF-8 (tokenizer and Postgres refuse).
+    headers = {"content-type": "application/json" if content_type == "json" else content_type}
+    with served.client() as http:
+        bad = http.post(path, content=content, headers=headers)
+        good = http.post(PREDICT, json={"instances": ["fine"]})
+    assert bad.status_code == 400 and "lone surrogate" in bad.json()["error"], bad.text
+    assert good.status_code == 200
