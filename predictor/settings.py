@@ -56,6 +56,8 @@ class PredictorSettings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(8081, ge=0, le=65535)
     enable_grpc: bool = True
+    # Room for max_request_items texts of max_text_chars, JSON-escaped; bodies over it get 413 while streaming.
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024**3, description="Largest REST request body")
     # One log line per request (access log, kserve's per-request timings) costs CPU that inference needs;
     # Prometheus metrics cover the same ground. Turn them on to debug.
     access_log: bool = False

@@ -6,8 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import grpc
 import pytest
 import sqlalchemy as sa
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from tests.fixtures.models import publish_tiny_model
 from tests.fixtures.predictor_server import Served, fresh_database, start_predictor, wait_for
@@ -82,3 +85,53 @@ def test_a_lone_surrogate_is_400_and_does_not_fail_its_neighbours(
         good = http.post(PREDICT, json={"instances": ["fine"]})
     assert bad.status_code == 400 and "lone surrogate" in bad.json()["error"], bad.text
     assert good.status_code == 200
+
+
+# --- nobody can take the model away -----------------------------------------------------------------------
+
+
+def test_model_repository_routes_are_not_served(served: Served) -> None:
+    with served.client() as http:
+        for action in ("unload", "load"):
+            response = http.post(f"/v2/repository/models/sentiment/{action}")
+            assert response.status_code in {404, 405}, (action, response.status_code, response.text)
+        assert http.post(INFER, json=v2_body(["still here"])).status_code == 200
+        assert http.get("/v2/health/live").json() == {"live": True}
+        assert http.get("/v2/health/ready").json() == {"ready": True}
+        paths = http.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if p.startswith("/v2/repository")]
+
+
+def test_model_repository_rpcs_are_refused(served: Served) -> None:
+    channel = grpc.insecure_channel(served.process.grpc_target)
+    try:
+        stub = GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="sentiment"))
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="sentiment"))
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert stub.ModelReady(pb.ModelReadyRequest(name="sentiment")).ready
+    finally:
+        channel.close()
+
+
+# --- request size -----------------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_413_declared_or_streamed(served: Served) -> None:
+    big = b'{"instances": ["' + b"x" * (5 * 1024 * 1024) + b'"]}'
+
+    def chunks() -> object:
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    with served.client() as http:
+        declared = http.post(PREDICT, content=big, headers={"content-type": "application/json"})
+        streamed = http.post(PREDICT, content=chunks(), headers={"content-type": "application/json"})
+        feedback = http.post("/v1/feedback", content=chunks(), headers={"content-type": "application/json"})
+        assert http.post(PREDICT, json={"instances": ["small"]}).status_code == 200
+    for response in (declared, streamed, feedback):
+        assert response.status_code == 413, response.text
+        assert "over the limit" in response.json()["error"]
