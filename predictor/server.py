@@ -171,9 +171,12 @@ def model_is_loaded(server: Any, model: Any) -> bool:
 def serve(settings: PredictorSettings) -> None:
     """Load (fails fast with ModelError), then serve until a signal; the log writer is flushed on the way out."""
     model_server = import_model_server()
-    from predictor.feedback import FeedbackService, install_feedback_route
+    from predictor.feedback import FeedbackAccess, FeedbackService, install_feedback_route
     from predictor.model import SentimentModel
 
+    core = get_settings()
+    settings.check_database(core.uses_postgres)
+    feedback_token = settings.effective_feedback_token()
     writer = build_writer(settings)
     model = SentimentModel(settings, writer=writer)
     try:
@@ -195,7 +198,9 @@ def serve(settings: PredictorSettings) -> None:
         _install_error_handlers(app)
         app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
         if writer is not None:
-            install_feedback_route(app, FeedbackService(writer, lambda: model.labels))
+            service = FeedbackService(writer, lambda: model.labels, deployment_id=settings.deployment_id)
+            access = FeedbackAccess(feedback_token, open_without_token=not core.uses_postgres)
+            install_feedback_route(app, service, access)
         server.start([model])
     finally:
         if writer is not None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlcore.errors import ConfigurationError
@@ -53,6 +53,12 @@ class PredictorSettings(BaseSettings):
     spill_dir: Path | None = Field(None, description="Where rows go while the DB is down (default: <home>/spill)")
     migrate_db: bool = Field(False, description="Run the Alembic migrations before the first write")
 
+    # --- feedback (POST /v1/feedback) ---
+    feedback_token_file: Path | None = Field(
+        None, description="File holding the bearer token feedback needs (a mounted Secret key)"
+    )
+    feedback_token: SecretStr | None = Field(None, description="The token itself (prefer the file)")
+
     # --- transport ---
     http_port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(8081, ge=0, le=65535)
@@ -68,6 +74,27 @@ class PredictorSettings(BaseSettings):
         if bool(self.storage_uri) == bool(self.model_dir):
             raise ValueError("give exactly one of storage_uri (--storage_uri) or model_dir (--model_dir)")
         return self
+
+    def effective_feedback_token(self) -> str | None:
+        """The token from the file (re-read at start; a rotated Secret needs a restart) or the setting."""
+        if self.feedback_token_file is not None:
+            try:
+                token = self.feedback_token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigurationError(f"feedback_token_file {self.feedback_token_file}: {exc}") from None
+            if len(token) < 16:
+                raise ConfigurationError(f"feedback_token_file {self.feedback_token_file}: use at least 16 characters")
+            return token
+        return self.feedback_token.get_secret_value() if self.feedback_token else None
+
+    def check_database(self, uses_postgres: bool) -> None:
+        """A predictor the operator runs (DEPLOYMENT_ID set) must log where the canary analysis reads: PostgreSQL.
+        Logging into its own SQLite file would make every canary analysis of it inconclusive."""
+        if self.log_predictions and self.deployment_id and not uses_postgres:
+            raise ConfigurationError(
+                f"DEPLOYMENT_ID={self.deployment_id!r} is set but the database is the embedded SQLite file: "
+                "set DB_HOST (with DB_USER, DB_PASSWORD, DB_NAME) or DATABASE_URL, or --no-log-predictions"
+            )
 
     def effective_spill_dir(self, home: Path) -> Path:
         return self.spill_dir or home / "spill" / self.model_name

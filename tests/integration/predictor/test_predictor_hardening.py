@@ -13,7 +13,14 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from tests.fixtures.models import publish_tiny_model
-from tests.fixtures.predictor_server import Served, fresh_database, start_predictor, wait_for
+from tests.fixtures.predictor_server import (
+    DEPLOYMENT_ID,
+    FEEDBACK_AUTH,
+    Served,
+    fresh_database,
+    start_predictor,
+    wait_for,
+)
 from tests.fixtures.services import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -130,8 +137,66 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(served: Served) -> No
     with served.client() as http:
         declared = http.post(PREDICT, content=big, headers={"content-type": "application/json"})
         streamed = http.post(PREDICT, content=chunks(), headers={"content-type": "application/json"})
-        feedback = http.post("/v1/feedback", content=chunks(), headers={"content-type": "application/json"})
+        feedback = http.post(
+            "/v1/feedback", content=chunks(), headers={"content-type": "application/json", **FEEDBACK_AUTH}
+        )
         assert http.post(PREDICT, json={"instances": ["small"]}).status_code == 200
     for response in (declared, streamed, feedback):
         assert response.status_code == 413, response.text
         assert "over the limit" in response.json()["error"]
+
+
+# --- feedback: authenticated, write-once, scoped to the deployment ------------------------------------------
+
+
+def predict_one(served: Served, text: str = "feedback target") -> str:
+    with served.client() as http:
+        response = http.post(PREDICT, json={"instances": [text]})
+    assert response.status_code == 200, response.text
+    prediction_id: str = response.json()["predictions"][0]["prediction_id"]
+    wait_for(lambda: served.rows("id = :i", i=uuid.UUID(prediction_id)), "the prediction's log row")
+    return prediction_id
+
+
+def test_feedback_needs_the_token(served: Served) -> None:
+    prediction_id = predict_one(served)
+    body = {"prediction_id": prediction_id, "label": "positive"}
+    with served.client() as http:
+        anonymous = http.post("/v1/feedback", json=body)
+        wrong = http.post("/v1/feedback", json=body, headers={"authorization": "Bearer not-the-token"})
+    for response in (anonymous, wrong):
+        assert response.status_code == 401 and "Bearer" in response.json()["error"]
+        assert response.headers["www-authenticate"] == "Bearer"
+    (row,) = served.rows("id = :i", i=uuid.UUID(prediction_id))
+    assert row["feedback_label"] is None and row["feedback_at"] is None
+
+
+def test_feedback_is_written_once_and_its_time_never_moves(served: Served) -> None:
+    prediction_id = predict_one(served)
+    with served.client() as http:
+        http.headers.update(FEEDBACK_AUTH)
+        first = http.post("/v1/feedback", json={"prediction_id": prediction_id, "label": "negative"})
+        again = http.post("/v1/feedback", json={"prediction_id": prediction_id, "label": "negative"})
+        changed = http.post("/v1/feedback", json={"prediction_id": prediction_id, "label": "positive"})
+    assert first.status_code == 200 and again.status_code == 200, (first.text, again.text)
+    assert again.json()["feedback_at"] == first.json()["feedback_at"]  # acknowledged, not re-stamped
+    assert changed.status_code == 409 and "already has the feedback label 'negative'" in changed.json()["error"]
+    (row,) = served.rows("id = :i", i=uuid.UUID(prediction_id))
+    assert row["feedback_label"] == "negative"
+    assert row["feedback_at"].isoformat() == first.json()["feedback_at"]
+
+
+def test_feedback_only_reaches_this_deployments_predictions(served: Served) -> None:
+    prediction_id = predict_one(served)
+    with served.engine.begin() as conn:  # as if another deployment's predictor had logged it
+        conn.execute(
+            sa.text("UPDATE prediction_logs SET deployment_id = 'other-ns/other' WHERE id = :i"),
+            {"i": uuid.UUID(prediction_id)},
+        )
+    with served.client() as http:
+        response = http.post(
+            "/v1/feedback", json={"prediction_id": prediction_id, "label": "positive"}, headers=FEEDBACK_AUTH
+        )
+    assert response.status_code == 404, response.text
+    (row,) = served.rows("id = :i", i=uuid.UUID(prediction_id))
+    assert row["feedback_label"] is None and row["deployment_id"] != DEPLOYMENT_ID
