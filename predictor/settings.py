@@ -52,6 +52,9 @@ class PredictorSettings(BaseSettings):
     log_retry_max_wait_s: float = Field(5.0, gt=0, le=300)
     spill_dir: Path | None = Field(None, description="Where rows go while the DB is down (default: <home>/spill)")
     migrate_db: bool = Field(False, description="Run the Alembic migrations before the first write")
+    allow_embedded_db: bool = Field(
+        False, description="Log to the embedded SQLite file even with DEPLOYMENT_ID set (the local demo only)"
+    )
 
     # --- feedback (POST /v1/feedback) ---
     feedback_token_file: Path | None = Field(
@@ -90,10 +93,11 @@ class PredictorSettings(BaseSettings):
     def check_database(self, uses_postgres: bool) -> None:
         """A predictor the operator runs (DEPLOYMENT_ID set) must log where the canary analysis reads: PostgreSQL.
         Logging into its own SQLite file would make every canary analysis of it inconclusive."""
-        if self.log_predictions and self.deployment_id and not uses_postgres:
+        if self.log_predictions and self.deployment_id and not uses_postgres and not self.allow_embedded_db:
             raise ConfigurationError(
                 f"DEPLOYMENT_ID={self.deployment_id!r} is set but the database is the embedded SQLite file: "
-                "set DB_HOST (with DB_USER, DB_PASSWORD, DB_NAME) or DATABASE_URL, or --no-log-predictions"
+                "set DB_HOST (with DB_USER, DB_PASSWORD, DB_NAME) or DATABASE_URL, or --no-log-predictions "
+                "(PREDICTOR_ALLOW_EMBEDDED_DB=true is for the local demo)"
             )
 
     def effective_spill_dir(self, home: Path) -> Path:

@@ -104,3 +104,4 @@ def test_an_operator_run_predictor_refuses_to_log_into_sqlite(tmp_path: Path) ->
     settings.check_database(uses_postgres=True)
     PredictorSettings(model_dir=tmp_path).check_database(uses_postgres=False)  # a laptop: fine
     PredictorSettings(model_dir=tmp_path, deployment_id="ns/n", log_predictions=False).check_database(False)
+    PredictorSettings(model_dir=tmp_path, deployment_id="ns/n", allow_embedded_db=True).check_database(False)
