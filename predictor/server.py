@@ -157,6 +157,7 @@ def build_writer(settings: PredictorSettings) -> Any:
         batch_rows=settings.log_batch_rows,
         flush_interval_s=settings.log_flush_interval_s,
         retry_max_wait_s=settings.log_retry_max_wait_s,
+        spill_max_bytes=settings.spill_max_bytes,
         migrate=settings.migrate_db or not core.uses_postgres,
     )
 

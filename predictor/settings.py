@@ -51,6 +51,9 @@ class PredictorSettings(BaseSettings):
     log_flush_interval_s: float = Field(0.2, gt=0, le=60)
     log_retry_max_wait_s: float = Field(5.0, gt=0, le=300)
     spill_dir: Path | None = Field(None, description="Where rows go while the DB is down (default: <home>/spill)")
+    spill_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=4096, description="Cap on the spill files; rows beyond it are lost (counted, logged)"
+    )
     migrate_db: bool = Field(False, description="Run the Alembic migrations before the first write")
     allow_embedded_db: bool = Field(
         False, description="Log to the embedded SQLite file even with DEPLOYMENT_ID set (the local demo only)"
