@@ -72,6 +72,12 @@ def _versioned_dataplane(registry: Any, versions: dict[str, str], model_loaded: 
 # KServe's model repository extension: an unauthenticated POST .../unload takes the model away for good (`load`
 # cannot bring this model back) while the pod stays up. Nothing here needs it, so its routes and RPCs are not served.
 REPOSITORY_ROUTE_PREFIX = "/v2/repository/"
+# kserve's /v2/models/{name}/versions/{version}[...] routes only ever answer 501; one version is served per pod.
+VERSION_ROUTE_PART = "/versions/{model_version}"
+
+
+def _served_route(path: str) -> bool:
+    return not path.startswith(REPOSITORY_ROUTE_PREFIX) and VERSION_ROUTE_PART not in path
 
 
 def _without_repository_routes() -> None:
@@ -90,9 +96,7 @@ def _without_repository_routes() -> None:
             include_router = app.include_router
 
             def include_without_repository(router: Any, *args: Any, **kwargs: Any) -> Any:
-                router.routes[:] = [
-                    r for r in router.routes if not str(getattr(r, "path", "")).startswith(REPOSITORY_ROUTE_PREFIX)
-                ]
+                router.routes[:] = [r for r in router.routes if _served_route(str(getattr(r, "path", "")))]
                 return include_router(router, *args, **kwargs)
 
             app.include_router = include_without_repository
@@ -100,6 +104,17 @@ def _without_repository_routes() -> None:
                 super()._register_endpoints(app)
             finally:
                 del app.include_router
+
+        def _add_exception_handlers(self, app: Any) -> None:
+            super()._add_exception_handlers(app)
+            from fastapi.responses import JSONResponse
+
+            # kserve answers 501 for what it does not do (e.g. a `model_version` parameter): the client asked for
+            # something this predictor does not offer, which is a 400 with the reason, not a server fault.
+            async def not_offered(_request: Any, exc: NotImplementedError) -> JSONResponse:
+                return JSONResponse({"error": f"not supported by this predictor: {exc}"}, status_code=400)
+
+            app.add_exception_handler(NotImplementedError, not_offered)
 
     model_server.RESTServer = RESTServerWithoutRepository
 
