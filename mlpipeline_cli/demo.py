@@ -218,6 +218,7 @@ def _start_predictor(model_uri: str, version: str, home: Path, timeout: float) -
         "DEPLOYMENT_ID": DEPLOYMENT_ID,
         "DEPLOYMENT_ROLE": "stable",
         "MODEL_VERSION": version,
+        "PREDICTOR_ALLOW_EMBEDDED_DB": "true",  # the demo's predictor logs into the embedded SQLite on purpose
     }
     command = [
         sys.executable, "-m", "predictor",

@@ -4,6 +4,10 @@ While the model is busy, new requests queue up and the next pass takes all of th
 batches grow with load on their own. A lone request is never held back: the batcher waits up to max_wait only
 when the previous batch served several requests (concurrency was observed), and then only until as many requests
 as last time have arrived. Inference runs in one dedicated thread, so the event loop stays free.
+
+One bad request must not cost its neighbours their answers: when a pass over several requests fails, each request
+is run again on its own and only the ones that fail alone get the error. The queue is bounded (max_queued
+requests); beyond it submit() raises BatcherFullError at once, which the server answers with 503.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ log = logging.getLogger(__name__)
 RunBatch = Callable[[list[str]], np.ndarray]
 
 
+class BatcherFullError(RuntimeError):
+    """More requests are waiting than the batcher holds: shed load rather than queue without bound."""
+
+
 @dataclass
 class _Pending:
     texts: list[str]
@@ -31,11 +39,14 @@ class _Pending:
 
 
 class MicroBatcher:
-    def __init__(self, run_batch: RunBatch, *, max_batch_size: int = 32, max_wait_ms: float = 5.0) -> None:
-        if max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
+    def __init__(
+        self, run_batch: RunBatch, *, max_batch_size: int = 32, max_wait_ms: float = 5.0, max_queued: int = 1024
+    ) -> None:
+        if max_batch_size < 1 or max_queued < 1:
+            raise ValueError("max_batch_size and max_queued must be at least 1")
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
+        self.max_queued = max_queued
         self.max_wait_s = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -54,6 +65,8 @@ class MicroBatcher:
     async def submit(self, texts: list[str]) -> np.ndarray:
         """Probabilities for `texts`, computed together with whatever else is queued."""
         queue = self._ensure_started()
+        if queue.qsize() >= self.max_queued:
+            raise BatcherFullError(f"{queue.qsize()} requests are already waiting for the model; retry shortly")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         queue.put_nowait(_Pending(list(texts), future))
         return await future
@@ -101,18 +114,39 @@ class MicroBatcher:
             try:
                 probabilities = await loop.run_in_executor(self._executor, self._run_chunked, texts)
             except Exception as exc:
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                if len(live) == 1:
+                    _settle(live[0], error=exc)
+                else:
+                    await self._run_one_by_one(live)
                 continue
             start = 0
             for pending in live:
                 end = start + len(pending.texts)
-                if not pending.future.done():
-                    pending.future.set_result(probabilities[start:end])
+                _settle(pending, result=probabilities[start:end])
                 start = end
+
+    async def _run_one_by_one(self, live: list[_Pending]) -> None:
+        """A shared pass failed: find the request(s) that fail on their own, answer the others."""
+        loop = asyncio.get_running_loop()
+        log.warning("a micro-batch of %d requests failed; running them one by one", len(live))
+        for pending in live:
+            if pending.future.done():
+                continue
+            try:
+                _settle(pending, result=await loop.run_in_executor(self._executor, self._run_chunked, pending.texts))
+            except Exception as exc:
+                _settle(pending, error=exc)
 
     def _run_chunked(self, texts: list[str]) -> np.ndarray:
         # A single request larger than max_batch_size still runs in passes of at most that size.
         parts = [self._run_batch(texts[i : i + self.max_batch_size]) for i in range(0, len(texts), self.max_batch_size)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _settle(pending: _Pending, *, result: np.ndarray | None = None, error: Exception | None = None) -> None:
+    if pending.future.done():  # the client went away meanwhile
+        return
+    if error is not None:
+        pending.future.set_exception(error)
+    else:
+        pending.future.set_result(result)

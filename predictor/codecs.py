@@ -27,6 +27,8 @@ OUTPUT_SCORE = "score"
 OUTPUT_ID = "prediction_id"
 OUTPUT_PROBABILITIES = "probabilities"
 PARAM_PROBABILITIES = "return_probabilities"
+# prediction_logs.request_id is String(128): a longer id would make the database refuse the row.
+MAX_REQUEST_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,33 @@ def validate_texts(texts: list[Any], limits: TextLimits) -> list[str]:
             raise InferenceInputError(
                 f"text[{index}] has {len(text)} characters, over the maximum of {limits.max_chars}"
             )
+        _check_characters(text, f"text[{index}]")
     return list(texts)
+
+
+def _check_characters(value: str, what: str) -> None:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate (legal in JSON "\ud800") is not UTF-8: either would
+    # fail the tokenizer or the log insert, so neither gets past the edge.
+    if "\x00" in value:
+        raise InferenceInputError(f"{what} contains a NUL character (U+0000), which is not accepted")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InferenceInputError(
+            f"{what} is not valid Unicode: a lone surrogate at position {exc.start} (send UTF-8 text)"
+        ) from None
+
+
+def validate_request_id(value: Any) -> str | None:
+    """The x-request-id header or v2 "id": at most MAX_REQUEST_ID_CHARS printable characters, or None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InferenceInputError(f"request id must be a string, got {type(value).__name__}")
+    if len(value) > MAX_REQUEST_ID_CHARS:
+        raise InferenceInputError(f"request id has {len(value)} characters, over the maximum of {MAX_REQUEST_ID_CHARS}")
+    _check_characters(value, "request id")
+    return value
 
 
 def _as_bool(value: Any, name: str) -> bool:

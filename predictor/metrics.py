@@ -46,3 +46,7 @@ LOG_ROWS_SPILLED = Counter(
 LOG_ROWS_FAILED = Counter(
     "mlp_prediction_log_rows_failed_total", "Rows lost: the queue was full and the spill file could not be written."
 )
+REQUESTS_SHED = Counter(
+    "mlp_requests_shed_total", "Requests answered 503 because the micro-batcher's queue was full (max_queued_requests)."
+)
+LOG_SPILL_BYTES = Gauge("mlp_prediction_log_spill_bytes", "Bytes in the local spill files awaiting replay.")

@@ -11,19 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import kserve
-from kserve.errors import InferenceError, InvalidInput
+from kserve.errors import InferenceError, InvalidInput, ServerNotReady
 from kserve.protocol.infer_type import InferRequest
 
 from mlcore.config import get_settings
 from mlcore.errors import InferenceInputError
 from predictor import codecs, metrics
-from predictor.batcher import MicroBatcher
+from predictor.batcher import BatcherFullError, MicroBatcher
 from predictor.model_source import ModelSource, resolve_model
 from predictor.prediction_log import PredictionLogWriter
 from predictor.runtime import SentimentRuntime, configure_torch_threads
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
+
+
+class BusyError(ServerNotReady):  # type: ignore[misc]
+    """The batcher's queue is full: 503 over REST, UNAVAILABLE over gRPC (whose handler reads `.reason`)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.error_msg = self.reason = f"predictor busy: {detail}"
 
 
 class SentimentModel(kserve.Model):  # type: ignore[misc]
@@ -53,7 +61,10 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         # The operator's MODEL_VERSION wins: it is what the canary analysis groups by.
         self.model_version = self.settings.model_version or self.source.version or "unknown"
         self.batcher = MicroBatcher(
-            self._run_batch, max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms
+            self._run_batch,
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_ms=self.settings.max_wait_ms,
+            max_queued=self.settings.max_queued_requests,
         )
         if self.writer is not None:
             self.writer.start()
@@ -97,17 +108,21 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         is_v2 = isinstance(payload, InferRequest)
         try:
             decoded = codecs.decode_v2(payload, self.limits) if is_v2 else codecs.decode_v1(payload, self.limits)
+            request_id = codecs.validate_request_id((headers or {}).get("x-request-id") or decoded.request_id)
         except InferenceInputError as exc:
             raise InvalidInput(str(exc)) from None
-        request_id = (headers or {}).get("x-request-id") or decoded.request_id
         ids = [str(uuid.uuid4()) for _ in decoded.texts]
         assert self.batcher is not None
         try:
             probabilities = await self.batcher.submit(decoded.texts)
+        except BatcherFullError as exc:
+            metrics.REQUESTS_SHED.inc()
+            raise BusyError(str(exc)) from None
         except Exception as exc:
             latency_ms = (time.perf_counter() - start) * 1000
             self._log_failure(decoded.texts, ids, request_id, latency_ms, exc)
-            raise InferenceError(f"inference failed: {type(exc).__name__}: {exc}") from exc
+            # The details go to the log (and the log row); the client learns only what to quote when asking.
+            raise InferenceError(f"inference failed (prediction ids {ids[0]}..., see the predictor log)") from exc
         latency_ms = (time.perf_counter() - start) * 1000
         predictions = codecs.to_predictions(probabilities, self.labels, ids)
         metrics.REQUEST_LATENCY.labels("v2" if is_v2 else "v1").observe(latency_ms / 1000)

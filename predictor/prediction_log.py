@@ -1,10 +1,12 @@
 """Loss-free, non-blocking prediction logging to prediction_logs.
 
-Requests only enqueue rows (never wait on the database). One background thread drains the bounded queue in bulk
-inserts. When the database is down it retries with exponential backoff (tenacity) while the queue absorbs new
-rows; once the queue is full, rows go to a local spill file, replayed after recovery. Inserts ignore ids that are
+Requests only enqueue rows (never wait on the database or the disk). One background thread drains the bounded queue
+in bulk inserts. When the database is down it retries with exponential backoff (tenacity) while the queue absorbs
+new rows; once the queue is full, rows go to a local spill file (written by a second thread, capped at
+spill_max_bytes), replayed after recovery. Inserts ignore ids that are
 already present, so a retry after an unacknowledged commit or a replay after a crash never duplicates a row.
-Only when the spill file cannot be written either (disk full) is a row lost: counted in a metric, logged loudly.
+Only when the spill file cannot be written either (disk full, or over its cap) is a row lost: counted in a metric,
+logged loudly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError, StatementError
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 from tenacity.stop import stop_base
 
@@ -53,6 +55,17 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, OperationalError | InterfaceError)
 
 
+def refused_for_its_data(exc: BaseException) -> bool:
+    """True when a row's own values are the problem: SQLSTATE class 22 (data) or 23 (constraint), or a value that
+    could not be converted for sending. False for schema, privilege or server problems, which no row can fix."""
+    if not isinstance(exc, DatabaseError):
+        return True  # raised while adapting the row's values, before the database saw them
+    cause = exc.__cause__
+    if isinstance(cause, DBAPIError):
+        return isinstance(cause, DataError | IntegrityError)
+    return isinstance(cause, StatementError)  # a bind value that could not be converted
+
+
 class PredictionLogWriter:
     def __init__(
         self,
@@ -64,9 +77,11 @@ class PredictionLogWriter:
         flush_interval_s: float = 0.2,
         retry_max_wait_s: float = 5.0,
         migrate: bool = False,
+        spill_max_bytes: int | None = None,
     ) -> None:
         self.engine = engine or create_db_engine()
-        self.spill = SpillFile(spill_dir)
+        self.spill = SpillFile(spill_dir, max_bytes=spill_max_bytes)
+        metrics.LOG_SPILL_BYTES.set(self.spill.bytes)
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
         self.retry_max_wait_s = retry_max_wait_s
@@ -80,6 +95,9 @@ class PredictionLogWriter:
         self._spill_waiting = threading.Event()
         self._next_replay_probe = 0.0
         self.db_healthy = False
+        # Overflow waits here for the spill thread: fsync on the event loop would stall every request.
+        self._overflow: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=max(64, queue_size))
+        self._spill_thread: threading.Thread | None = None
 
     # --- request side -------------------------------------------------------------------------------------
 
@@ -95,7 +113,30 @@ class PredictionLogWriter:
                     overflow.append(row)
         metrics.LOG_QUEUE_DEPTH.set(self._queue.qsize())
         if overflow:
-            self._spill(overflow, reason="queue full")
+            self._hand_to_spill(overflow)
+
+    def _hand_to_spill(self, rows: list[dict[str, Any]]) -> None:
+        if self._spill_thread is None:
+            self._spill(rows, reason="queue full")  # not started (tests, shutdown): nobody else would write them
+            return
+        with self._idle:
+            self._outstanding += len(rows)
+        try:
+            self._overflow.put_nowait(rows)
+        except queue.Full:
+            # The spill thread is behind too (a very slow disk): write here rather than lose or hoard the rows.
+            self._spill(rows, reason="queue full")
+            self._done(len(rows))
+
+    def _spill_loop(self) -> None:
+        while True:
+            rows = self._overflow.get()
+            if rows is None:
+                return
+            try:
+                self._spill(rows, reason="queue full")
+            finally:
+                self._done(len(rows))
 
     def _spill(self, rows: list[dict[str, Any]], *, reason: str) -> None:
         try:
@@ -107,6 +148,7 @@ class PredictionLogWriter:
                 extra={"rows": len(rows), "reason": reason, "error": str(exc), "spill_dir": str(self.spill.directory)},
             )
             return
+        metrics.LOG_SPILL_BYTES.set(self.spill.bytes)
         metrics.LOG_ROWS_SPILLED.inc(len(rows))
         metrics.LOG_SPILL_PENDING.inc(len(rows))
         self._spill_waiting.set()
@@ -126,6 +168,8 @@ class PredictionLogWriter:
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
+        self._spill_thread = threading.Thread(target=self._spill_loop, name="prediction-log-spill", daemon=True)
+        self._spill_thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row handed in so far is in the database or the spill file; False on timeout."""
@@ -151,6 +195,10 @@ class PredictionLogWriter:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._spill_thread is not None:
+            self._overflow.put(None)  # after what is already waiting: those rows are spilled first
+            self._spill_thread.join(timeout)
+            self._spill_thread = None
         leftovers = self._drain(self._queue.qsize())
         if leftovers:
             self._spill(leftovers, reason="shutdown")
@@ -247,7 +295,7 @@ class PredictionLogWriter:
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:
             self._insert_many(rows)
-        except DatabaseError as exc:
+        except Exception as exc:
             if is_unavailable(exc):
                 raise
             self._insert_one_by_one(rows, exc)
@@ -258,19 +306,25 @@ class PredictionLogWriter:
             session.execute(statement, [{k: row.get(k) for k in ROW_FIELDS} for row in rows])
         metrics.LOG_ROWS_WRITTEN.inc(len(rows))
 
-    def _insert_one_by_one(self, rows: list[dict[str, Any]], batch_error: DatabaseError) -> None:
-        """A refused batch: keep the good rows, set aside the rows the database rejects on their own."""
+    def _insert_one_by_one(self, rows: list[dict[str, Any]], batch_error: Exception) -> None:
+        """A refused batch: keep the good rows, set aside the rows the database rejects for their own data.
+
+        A row refused for its values (too long, NUL, a CHECK) is set aside even when every row of the batch is:
+        client input must never stall the writer. A refusal that is not about the data (missing table, missing
+        privilege) is the schema or the grants: nothing is set aside, the batch is retried like an outage.
+        """
         rejected: list[dict[str, Any]] = []
         for row in rows:
             try:
                 self._insert_many([row])
-            except DatabaseError as exc:
+            except Exception as exc:
                 if is_unavailable(exc):
                     raise
+                if not refused_for_its_data(exc):
+                    raise _SystemicRejectionError(str(exc)) from exc
                 rejected.append(row)
-        if len(rejected) == len(rows):
-            # Every row refused: the schema or permissions are wrong, not the rows. Keep them and retry.
-            raise _SystemicRejectionError(str(batch_error)) from batch_error
+        if not rejected:
+            return
         metrics.LOG_ROWS_FAILED.inc(len(rejected))
         log.error(
             "prediction log rows rejected by the database; kept in the spill dir as rejected-*.jsonl",
@@ -326,13 +380,14 @@ class PredictionLogWriter:
                 log.warning("spill replay interrupted", extra={"file": str(path), "error": str(exc)})
                 return
             path.unlink(missing_ok=True)
+            metrics.LOG_SPILL_BYTES.set(self.spill.recount())
             self.db_healthy = True
             log.info("spill file replayed", extra={"file": str(path)})
         metrics.LOG_SPILL_PENDING.set(self.spill.pending_rows())
 
 
 class _SystemicRejectionError(DatabaseError):
-    """The database refused every row of a batch: a schema or permission problem, retried like an outage."""
+    """The database refused a row for a reason other than its data (schema, privileges): retried like an outage."""
 
 
 class _StopWhenSet(stop_base):

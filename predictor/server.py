@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, cast
 
 from mlcore.config import get_settings
 from mlcore.db import create_db_engine
+from predictor.body_limit import BodySizeLimit
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -44,11 +46,12 @@ def _install_error_handlers(app: Any) -> None:
     app.add_exception_handler(RequestValidationError, invalid_body)
 
 
-def _versioned_dataplane(registry: Any, versions: dict[str, str]) -> Any:
+def _versioned_dataplane(registry: Any, versions: dict[str, str], model_loaded: Callable[[], bool]) -> Any:
     from kserve.protocol.dataplane import DataPlane
 
     class VersionedDataPlane(DataPlane):  # type: ignore[misc]
-        """Model metadata with the served version and platform, as the protocol allows."""
+        """Model metadata with the served version and platform, as the protocol allows; health that follows the
+        model: live and ready only while it is loaded (kserve's own answer 'alive' with no model at all)."""
 
         async def model_metadata(self, model_name: str) -> dict[str, Any]:
             metadata: dict[str, Any] = await super().model_metadata(model_name)
@@ -57,12 +60,70 @@ def _versioned_dataplane(registry: Any, versions: dict[str, str]) -> Any:
                 metadata["versions"] = [versions[model_name]]
             return metadata
 
+        async def live(self) -> dict[str, str]:
+            return {"status": "alive" if model_loaded() else "model not loaded"}
+
+        async def ready(self) -> bool:
+            return model_loaded() and bool(await super().ready())
+
     return VersionedDataPlane(model_registry=registry)
+
+
+# KServe's model repository extension: an unauthenticated POST .../unload takes the model away for good (`load`
+# cannot bring this model back) while the pod stays up. Nothing here needs it, so its routes and RPCs are not served.
+REPOSITORY_ROUTE_PREFIX = "/v2/repository/"
+# kserve's /v2/models/{name}/versions/{version}[...] routes only ever answer 501; one version is served per pod.
+VERSION_ROUTE_PART = "/versions/{model_version}"
+
+
+def _served_route(path: str) -> bool:
+    return not path.startswith(REPOSITORY_ROUTE_PREFIX) and VERSION_ROUTE_PART not in path
+
+
+def _without_repository_routes() -> None:
+    """kserve registers its routes when the REST server starts: put a subclass in its place that drops these."""
+    from kserve import model_server
+    from kserve.protocol.rest.server import RESTServer
+
+    if getattr(model_server.RESTServer, "_mlp_no_repository", False):
+        return
+
+    class RESTServerWithoutRepository(RESTServer):  # type: ignore[misc]
+        _mlp_no_repository = True
+
+        def _register_endpoints(self, app: Any) -> None:
+            # kserve adds them to an APIRouter, then includes it: filter each router on its way in.
+            include_router = app.include_router
+
+            def include_without_repository(router: Any, *args: Any, **kwargs: Any) -> Any:
+                router.routes[:] = [r for r in router.routes if _served_route(str(getattr(r, "path", "")))]
+                return include_router(router, *args, **kwargs)
+
+            app.include_router = include_without_repository
+            try:
+                super()._register_endpoints(app)
+            finally:
+                del app.include_router
+
+        def _add_exception_handlers(self, app: Any) -> None:
+            super()._add_exception_handlers(app)
+            from fastapi.responses import JSONResponse
+
+            # kserve answers 501 for what it does not do (e.g. a `model_version` parameter): the client asked for
+            # something this predictor does not offer, which is a 400 with the reason, not a server fault.
+            async def not_offered(_request: Any, exc: NotImplementedError) -> JSONResponse:
+                return JSONResponse({"error": f"not supported by this predictor: {exc}"}, status_code=400)
+
+            app.add_exception_handler(NotImplementedError, not_offered)
+
+    model_server.RESTServer = RESTServerWithoutRepository
 
 
 def _grpc_metadata_with_versions() -> None:
     """kserve 0.21's gRPC ModelMetadata drops `versions`; serve it like REST does. The servicer class is looked up
-    by name when the gRPC server starts, so a subclass put in its place is what this process serves."""
+    by name when the gRPC server starts, so a subclass put in its place is what this process serves. The same
+    subclass refuses the model repository RPCs (see REPOSITORY_ROUTE_PREFIX)."""
+    import grpc
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.grpc import server as grpc_server
     from kserve.protocol.grpc.servicer import InferenceServicer
@@ -72,6 +133,12 @@ def _grpc_metadata_with_versions() -> None:
 
     class VersionedServicer(InferenceServicer):  # type: ignore[misc]
         _mlp_versions = True
+
+        async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the model repository API is not served")
+
+        async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the model repository API is not served")
 
         async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method name
             metadata = await self._data_plane.model_metadata(model_name=request.name)
@@ -105,16 +172,27 @@ def build_writer(settings: PredictorSettings) -> Any:
         batch_rows=settings.log_batch_rows,
         flush_interval_s=settings.log_flush_interval_s,
         retry_max_wait_s=settings.log_retry_max_wait_s,
+        spill_max_bytes=settings.spill_max_bytes,
         migrate=settings.migrate_db or not core.uses_postgres,
     )
+
+
+def model_is_loaded(server: Any, model: Any) -> bool:
+    """The model is registered, says it is ready, and its runtime holds weights."""
+    runtime = getattr(model, "runtime", None)
+    registered = server.registered_models.get_model(model.name) is model
+    return bool(registered and model.ready and runtime is not None and runtime.loaded)
 
 
 def serve(settings: PredictorSettings) -> None:
     """Load (fails fast with ModelError), then serve until a signal; the log writer is flushed on the way out."""
     model_server = import_model_server()
-    from predictor.feedback import FeedbackService, install_feedback_route
+    from predictor.feedback import FeedbackAccess, FeedbackService, install_feedback_route
     from predictor.model import SentimentModel
 
+    core = get_settings()
+    settings.check_database(core.uses_postgres)
+    feedback_token = settings.effective_feedback_token()
     writer = build_writer(settings)
     model = SentimentModel(settings, writer=writer)
     try:
@@ -127,12 +205,18 @@ def serve(settings: PredictorSettings) -> None:
             enable_latency_logging=settings.access_log,
         )
         _quiet_request_logs(settings.access_log)
-        server.dataplane = _versioned_dataplane(server.registered_models, {model.name: model.model_version})
+        server.dataplane = _versioned_dataplane(
+            server.registered_models, {model.name: model.model_version}, lambda: model_is_loaded(server, model)
+        )
         _grpc_metadata_with_versions()
+        _without_repository_routes()
         app = model_server.app
         _install_error_handlers(app)
+        app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
         if writer is not None:
-            install_feedback_route(app, FeedbackService(writer, lambda: model.labels))
+            service = FeedbackService(writer, lambda: model.labels, deployment_id=settings.deployment_id)
+            access = FeedbackAccess(feedback_token, open_without_token=not core.uses_postgres)
+            install_feedback_route(app, service, access)
         server.start([model])
     finally:
         if writer is not None:

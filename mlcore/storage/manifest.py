@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from mlcore.errors import ManifestError, StorageError
-from mlcore.storage.base import Storage, join_key, open_storage, split_uri
+from mlcore.errors import ManifestError, SecurityError, StorageError
+from mlcore.storage.base import Storage, check_key, join_key, open_storage, split_uri
 
 MANIFEST_NAME = "MANIFEST.json"
 FORMAT_VERSION = 1
@@ -29,6 +29,26 @@ class ManifestEntry(BaseModel):
     path: str = Field(min_length=1)
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _relative_key(cls, value: str) -> str:
+        # A manifest is data from storage: an absolute or climbing path would write outside the target directory.
+        try:
+            check_key(value)
+        except SecurityError as exc:
+            raise ValueError(str(exc)) from None
+        if value == MANIFEST_NAME:
+            raise ValueError(f"a manifest cannot list {MANIFEST_NAME} itself")
+        return value
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refused (ManifestError) unless it resolves inside `root` (symlinks followed)."""
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise ManifestError(f"manifest entry {relative!r} resolves outside {root}")
+    return target
 
 
 class Manifest(BaseModel):
@@ -128,7 +148,7 @@ def fetch_version(storage: Storage, prefix: str, destination: Path) -> Manifest:
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
     try:
         for entry in manifest.files:
-            target = staging / entry.path
+            target = inside(staging, entry.path)
             storage.get_file(join_key(prefix, entry.path), target)
             if not _matches(target, entry):
                 raise ManifestError(f"{storage.uri_for(join_key(prefix, entry.path))} does not match its checksum")
@@ -147,7 +167,7 @@ def verify_local_directory(directory: Path) -> Manifest:
     storage = open_storage(str(directory))
     manifest = read_manifest(storage, "")
     for entry in manifest.files:
-        path = directory / entry.path
+        path = inside(directory, entry.path)
         if not path.is_file():
             raise ManifestError(f"{path} is listed in the manifest but missing")
         if not _matches(path, entry):

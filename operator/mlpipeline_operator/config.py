@@ -31,11 +31,22 @@ class OperatorConfig(BaseSettings):
     storage_secret: str | None = Field(None, description="Default Secret with the predictors' AWS_*/S3_* variables.")
     max_workers: int = Field(32, ge=1, le=512, description="Threads for the synchronous handlers.")
     verify_models: bool = Field(
-        False, description="Check a new model's s3:// or file:// prefix (MANIFEST.json, files) before serving it."
+        True, description="Check a new model's s3:// or file:// prefix (MANIFEST.json, files) before serving it."
     )
     migrate_database: bool = Field(False, description="Run the Alembic migrations at startup.")
+    # --- policy (mlpipeline_operator.policy): what a ModelDeployment may name; the defaults above always pass ---
+    allowed_images: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Image globs.")
+    allowed_service_accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="ServiceAccount name globs; empty: the namespace's default only."
+    )
+    allowed_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Secret name globs for databaseSecretRef / storageSecretRef."
+    )
+    canary_ready_deadline_s: float = Field(
+        900.0, ge=0, description="A canary not Ready this long after it started is rolled back; 0 disables."
+    )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_images", "allowed_service_accounts", "allowed_secrets", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -27,6 +27,7 @@ from mlpipeline_operator import (
     VERSION,
     decisions,
     metrics,
+    policy,
 )
 from mlpipeline_operator.analysis import evaluate, window_stats
 from mlpipeline_operator.decisions import Decision
@@ -74,6 +75,7 @@ def _act(runtime: Runtime, namespace: str, name: str, handler: str, transition: 
         state = from_status(body.get("status"))
         try:
             spec = parse_spec(body.get("spec") or {})
+            policy.check(spec, runtime.config, runtime.defaults)
         except DataValidationError as exc:
             _commit(runtime, body, None, decisions.fail(state, str(exc)), None, "")
             metrics.RECONCILES.labels(handler, "invalid").inc()
@@ -265,6 +267,9 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_:
         assert state.canary is not None and state.stable is not None
         ready, why = _readiness(runtime, namespace, name, spec, state)
         if not ready:
+            overdue = policy.canary_overdue(state, runtime.config, moment)
+            if overdue is not None:
+                return decisions.roll_back(state, moment, f"{overdue}: {why}")
             # Analysis starts only once KServe serves the canary; say so once, then wait.
             message = f"analysis waits for readiness: {why}"
             if state.message == message:

@@ -22,6 +22,7 @@ from mlpipeline_operator import (
     ROUTE_GROUP,
     ROUTE_VERSION,
     VERSION,
+    policy,
 )
 from mlpipeline_operator.spec import ModelDeploymentSpec
 
@@ -213,6 +214,7 @@ def _predictor(
                 **container,
             }
         ]
+        policy.harden(predictor)
     return predictor
 
 

@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from tests.fixtures.models import publish_tiny_model
-from tests.fixtures.predictor_server import count_logged_predictions, fresh_database, start_predictor, wait_for
+from tests.fixtures.predictor_server import (
+    FEEDBACK_AUTH,
+    count_logged_predictions,
+    fresh_database,
+    start_predictor,
+    wait_for,
+)
 from tests.fixtures.services import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -121,7 +127,9 @@ def test_rows_spilled_at_shutdown_are_replayed_by_the_next_process(
                 assert response.status_code == 200
             # Feedback needs the database: while it is down the client is told to try again, not "unknown id".
             prediction_id = response.json()["predictions"][0]["prediction_id"]
-            feedback = http.post("/v1/feedback", json={"prediction_id": prediction_id, "label": "positive"})
+            feedback = http.post(
+                "/v1/feedback", json={"prediction_id": prediction_id, "label": "positive"}, headers=FEEDBACK_AUTH
+            )
             assert feedback.status_code == 503 and "try again" in feedback.json()["error"]
         assert first.stop() == 0
     finally:

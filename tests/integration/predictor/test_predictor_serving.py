@@ -10,7 +10,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from tests.fixtures.predictor_server import DEPLOYMENT_ID, MODEL_VERSION, Served, wait_for
+from tests.fixtures.predictor_server import DEPLOYMENT_ID, FEEDBACK_AUTH, MODEL_VERSION, Served, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -284,7 +284,9 @@ def test_feedback_sets_label_even_for_a_row_still_queued(served: Served) -> None
         prediction = http.post("/v1/models/sentiment:predict", json={"instances": ["feedback please"]}).json()
         prediction_id = prediction["predictions"][0]["prediction_id"]
         # Sent at once: the row may still be in the writer's queue; the route flushes before it gives up.
-        response = http.post("/v1/feedback", json={"prediction_id": prediction_id, "label": "negative"})
+        response = http.post(
+            "/v1/feedback", json={"prediction_id": prediction_id, "label": "negative"}, headers=FEEDBACK_AUTH
+        )
     assert response.status_code == 200, response.text
     assert response.json()["label"] == "negative"
     (row,) = served.rows("id = :i", i=uuid.UUID(prediction_id))
@@ -293,6 +295,7 @@ def test_feedback_sets_label_even_for_a_row_still_queued(served: Served) -> None
 
 def test_feedback_errors(served: Served) -> None:
     with served.client() as http:
+        http.headers.update(FEEDBACK_AUTH)
         predicted = http.post("/v1/models/sentiment:predict", json={"instances": ["x y z"]}).json()
         prediction_id = predicted["predictions"][0]["prediction_id"]
         unknown = http.post("/v1/feedback", json={"prediction_id": str(uuid.uuid4()), "label": "positive"})

@@ -1,4 +1,6 @@
-"""The micro-batcher groups concurrent requests, keeps each caller's rows, and never holds a lone request back."""
+"""The micro-batcher groups concurrent requests, keeps each caller's rows, and never holds a lone request back.
+
+Tests synchronise on events (a pass has started, requests are queued), never on sleeps."""
 
 from __future__ import annotations
 
@@ -8,23 +10,41 @@ import threading
 import numpy as np
 import pytest
 
-from predictor.batcher import MicroBatcher
+from predictor.batcher import BatcherFullError, MicroBatcher
 
 pytestmark = pytest.mark.unit
 
 
 class RecordingRunner:
-    """Returns one row per text ([index-in-batch, len(text)]) and records every batch it was given."""
+    """Returns one row per text ([len(text), index-in-batch]) and records every batch it was given; with a gate,
+    each pass signals `started` and then waits for the gate."""
 
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.batches: list[list[str]] = []
         self.gate = gate
+        self.started = threading.Event()
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        self.started.set()
         if self.gate is not None:
             self.gate.wait(10)
         self.batches.append(list(texts))
+        if any("boom" in t for t in texts):
+            raise RuntimeError("tokenizer failed on boom")
         return np.array([[float(len(t)), float(i)] for i, t in enumerate(texts)])
+
+
+async def pass_started(runner: RecordingRunner) -> None:
+    assert await asyncio.to_thread(runner.started.wait, 10), "the first pass never started"
+
+
+async def queued(batcher: MicroBatcher, count: int) -> None:
+    """Yield to the loop until `count` requests wait in the batcher's queue (each task enqueues on its first step)."""
+    for _ in range(1000):
+        if batcher._queue is not None and batcher._queue.qsize() >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} requests never queued")
 
 
 async def test_concurrent_requests_share_a_batch_and_get_their_own_rows() -> None:
@@ -32,9 +52,9 @@ async def test_concurrent_requests_share_a_batch_and_get_their_own_rows() -> Non
     runner = RecordingRunner(gate)
     batcher = MicroBatcher(runner, max_batch_size=32, max_wait_ms=0)
     first = asyncio.create_task(batcher.submit(["warm"]))
-    await asyncio.sleep(0.05)  # the first pass is now running (held by the gate) ...
+    await pass_started(runner)  # the first pass is now running (held by the gate) ...
     others = [asyncio.create_task(batcher.submit(["a" * n, "b" * n])) for n in range(1, 6)]
-    await asyncio.sleep(0.05)  # ... and the others queue up behind it
+    await queued(batcher, 5)  # ... and the others queue up behind it
     gate.set()
     await first
     results = await asyncio.gather(*others)
@@ -51,9 +71,9 @@ async def test_batches_never_exceed_max_batch_size() -> None:
     runner = RecordingRunner(gate)
     batcher = MicroBatcher(runner, max_batch_size=4, max_wait_ms=0)
     first = asyncio.create_task(batcher.submit(["x"]))
-    await asyncio.sleep(0.05)
+    await pass_started(runner)
     rest = [asyncio.create_task(batcher.submit(["t"] * 3)) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    await queued(batcher, 3)
     gate.set()
     await asyncio.gather(first, *rest)
     await batcher.close()
@@ -92,6 +112,40 @@ async def test_inference_errors_reach_every_caller_of_the_batch() -> None:
     await batcher.close()
     assert all(isinstance(r, RuntimeError) and "out of memory" in str(r) for r in results)
     assert after.shape == (1, 2)
+
+
+async def test_one_failing_request_does_not_fail_the_others_of_its_batch() -> None:
+    gate = threading.Event()
+    runner = RecordingRunner(gate)
+    batcher = MicroBatcher(runner, max_batch_size=32, max_wait_ms=0)
+    first = asyncio.create_task(batcher.submit(["warm"]))
+    await pass_started(runner)
+    tasks = [asyncio.create_task(batcher.submit(texts)) for texts in (["good"], ["a", "boom"], ["fine too"])]
+    await queued(batcher, 3)
+    gate.set()
+    await first
+    good, bad, fine = await asyncio.gather(*tasks, return_exceptions=True)
+    await batcher.close()
+    assert runner.batches[1] == ["good", "a", "boom", "fine too"]  # the shared pass failed ...
+    assert runner.batches[2:] == [["good"], ["a", "boom"], ["fine too"]]  # ... so each ran alone
+    assert isinstance(bad, RuntimeError) and "boom" in str(bad)
+    assert list(good[:, 0]) == [4] and list(fine[:, 0]) == [8]
+
+
+async def test_a_full_queue_refuses_at_once() -> None:
+    gate = threading.Event()
+    runner = RecordingRunner(gate)
+    batcher = MicroBatcher(runner, max_batch_size=1, max_wait_ms=0, max_queued=2)
+    running = asyncio.create_task(batcher.submit(["running"]))
+    await pass_started(runner)
+    waiting = [asyncio.create_task(batcher.submit([f"w{i}"])) for i in range(2)]
+    await queued(batcher, 2)
+    with pytest.raises(BatcherFullError, match="2 requests are already waiting"):
+        await batcher.submit(["one too many"])
+    gate.set()
+    await asyncio.gather(running, *waiting)
+    await batcher.close()
+    assert len(runner.batches) == 3
 
 
 def test_max_batch_size_must_be_positive() -> None:

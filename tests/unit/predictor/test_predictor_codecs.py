@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -174,3 +176,24 @@ def test_v1_response() -> None:
         "probabilities"
         not in codecs.encode_v1(predictions(), labels=LABELS, return_probabilities=False)["predictions"][0]
     )
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["fine", "nul \x00 inside"], "text[1] contains a NUL"),
+        (["lone \ud800 surrogate"], "text[0] is not valid Unicode: a lone surrogate at position 5"),
+    ],
+)
+def test_texts_postgres_or_the_tokenizer_cannot_take_are_refused(texts: list[str], message: str) -> None:
+    with pytest.raises(InferenceInputError, match=re.escape(message)):
+        codecs.validate_texts(texts, LIMITS)
+
+
+def test_request_ids_are_limited_to_what_the_log_column_holds() -> None:
+    assert codecs.validate_request_id("r" * codecs.MAX_REQUEST_ID_CHARS) == "r" * codecs.MAX_REQUEST_ID_CHARS
+    assert codecs.validate_request_id("") is None and codecs.validate_request_id(None) is None
+    with pytest.raises(InferenceInputError, match="129 characters, over the maximum of 128"):
+        codecs.validate_request_id("r" * 129)
+    with pytest.raises(InferenceInputError, match="NUL"):
+        codecs.validate_request_id("a\x00b")

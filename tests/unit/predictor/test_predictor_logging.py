@@ -157,7 +157,7 @@ def test_feedback_reaches_a_row_still_queued_and_refuses_unknown_ids(engine: sa.
     from predictor.feedback import FeedbackNotFoundError, FeedbackService
 
     writer = PredictionLogWriter(engine, spill_dir=tmp_path / "spill", flush_interval_s=1.0)
-    service = FeedbackService(writer, lambda: ["negative", "positive"])
+    service = FeedbackService(writer, lambda: ["negative", "positive"], deployment_id="ns/sentiment")
     queued = row("queued")
     writer.log([queued])  # not started yet: the row is only in the queue
     writer.start()

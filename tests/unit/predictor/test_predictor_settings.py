@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlcore.errors import ConfigurationError
 from predictor.__main__ import parse_args
-from predictor.settings import load_predictor_settings
+from predictor.settings import PredictorSettings, load_predictor_settings
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +72,36 @@ def test_bad_settings_are_configuration_errors(
 def test_storage_uri_and_model_dir_flags_exclude_each_other() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--storage_uri", "s3://b/x/1", "--model_dir", "/mnt/models"])
+
+
+def test_the_feedback_token_comes_from_its_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("a-long-enough-token-value\n")
+    settings = PredictorSettings(model_dir=tmp_path, feedback_token_file=token_file)
+    assert settings.effective_feedback_token() == "a-long-enough-token-value"
+    token_file.write_text("short")
+    with pytest.raises(ConfigurationError, match="at least 16 characters"):
+        settings.effective_feedback_token()
+    assert PredictorSettings(model_dir=tmp_path).effective_feedback_token() is None
+
+
+def test_feedback_access_rules() -> None:
+    from predictor.feedback import FeedbackAccess
+
+    guarded = FeedbackAccess("s3cret-token-value", open_without_token=False)
+    assert guarded.refusal("Bearer s3cret-token-value") is None
+    assert guarded.refusal(None) == (401, "feedback needs the header Authorization: Bearer <feedback token>")
+    assert guarded.refusal("Basic s3cret-token-value") is not None
+    assert FeedbackAccess(None, open_without_token=True).refusal(None) is None  # the embedded default
+    status, message = FeedbackAccess(None, open_without_token=False).refusal("Bearer x") or (0, "")
+    assert status == 403 and "PREDICTOR_FEEDBACK_TOKEN_FILE" in message
+
+
+def test_an_operator_run_predictor_refuses_to_log_into_sqlite(tmp_path: Path) -> None:
+    settings = PredictorSettings(model_dir=tmp_path, deployment_id="ns/name")
+    with pytest.raises(ConfigurationError, match="DEPLOYMENT_ID='ns/name' is set but the database is the embedded"):
+        settings.check_database(uses_postgres=False)
+    settings.check_database(uses_postgres=True)
+    PredictorSettings(model_dir=tmp_path).check_database(uses_postgres=False)  # a laptop: fine
+    PredictorSettings(model_dir=tmp_path, deployment_id="ns/n", log_predictions=False).check_database(False)
+    PredictorSettings(model_dir=tmp_path, deployment_id="ns/n", allow_embedded_db=True).check_database(False)
