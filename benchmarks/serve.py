@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 from mlcore.config import get_settings  # noqa: E402
 from mlcore.db import upgrade_to_head  # noqa: E402
 from mlcore.storage import open_storage, publish_directory  # noqa: E402
-from predictor.runtime import SentimentRuntime, configure_torch_threads  # noqa: E402
+from predictor.runtime import SentimentRuntime  # noqa: E402
+from predictor.torch_runtime import TorchRuntime, configure_torch_threads  # noqa: E402
 from tests.fixtures.postgres import start_postgres  # noqa: E402
 from tests.fixtures.predictor_server import PredictorProcess, count_logged_predictions, wait_for  # noqa: E402
 
@@ -334,7 +335,7 @@ def main() -> int:
             upgrade_to_head(db_url)
             servers.append(start_server(model_dir, args, tmp / "off", None))
             servers.append(start_server(model_dir, args, tmp / "on", db_url))
-            runtime = SentimentRuntime(model_dir, max_length=args.max_length)
+            runtime = TorchRuntime(model_dir, max_length=args.max_length)
             runtime.load()
             urls = {"predictor, logging off": servers[0].base_url, "predictor, logging on": servers[1].base_url}
             bare, off, on = asyncio.run(measure(runtime, urls, texts, args))
@@ -358,9 +359,9 @@ def main() -> int:
 
         int8: dict[str, Any] | None = None
         if args.int8:
-            fp32_runtime = SentimentRuntime(model_dir, max_length=args.max_length)
+            fp32_runtime = TorchRuntime(model_dir, max_length=args.max_length)
             fp32_runtime.load()
-            int8_runtime = SentimentRuntime(model_dir, max_length=args.max_length, optimize="int8")
+            int8_runtime = TorchRuntime(model_dir, max_length=args.max_length, optimize="int8")
             int8_runtime.load()
             int8 = bare_side_by_side({"fp32": fp32_runtime, "int8": int8_runtime}, texts, args)
             if imdb_csv().is_file():

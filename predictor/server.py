@@ -44,15 +44,15 @@ def _install_error_handlers(app: Any) -> None:
     app.add_exception_handler(RequestValidationError, invalid_body)
 
 
-def _versioned_dataplane(registry: Any, versions: dict[str, str]) -> Any:
+def _versioned_dataplane(registry: Any, versions: dict[str, str], platforms: dict[str, str]) -> Any:
     from kserve.protocol.dataplane import DataPlane
 
     class VersionedDataPlane(DataPlane):  # type: ignore[misc]
-        """Model metadata with the served version and platform, as the protocol allows."""
+        """Model metadata with the served version and platform (which runtime serves it), as the protocol allows."""
 
         async def model_metadata(self, model_name: str) -> dict[str, Any]:
             metadata: dict[str, Any] = await super().model_metadata(model_name)
-            metadata["platform"] = "pytorch_huggingface"
+            metadata["platform"] = platforms.get(model_name, "unknown")
             if model_name in versions:
                 metadata["versions"] = [versions[model_name]]
             return metadata
@@ -127,7 +127,9 @@ def serve(settings: PredictorSettings) -> None:
             enable_latency_logging=settings.access_log,
         )
         _quiet_request_logs(settings.access_log)
-        server.dataplane = _versioned_dataplane(server.registered_models, {model.name: model.model_version})
+        server.dataplane = _versioned_dataplane(
+            server.registered_models, {model.name: model.model_version}, {model.name: model.platform}
+        )
         _grpc_metadata_with_versions()
         app = model_server.app
         _install_error_handlers(app)
