@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_request_items", "--max-request-items", dest="max_request_items", type=int)
     parser.add_argument("--max_length", "--max-length", dest="max_length", type=int)
     parser.add_argument("--torch_threads", "--torch-threads", dest="torch_threads", type=int)
+    parser.add_argument("--runtime", choices=["auto", "onnx", "onnx-int8", "torch"])
     parser.add_argument("--optimize", choices=["none", "int8"])
     logging_group = parser.add_mutually_exclusive_group()
     logging_group.add_argument("--log-predictions", dest="log_predictions", action="store_true", default=None)

@@ -20,7 +20,8 @@ from predictor import codecs, metrics
 from predictor.batcher import BatcherFullError, MicroBatcher
 from predictor.model_source import ModelSource, resolve_model
 from predictor.prediction_log import PredictionLogWriter
-from predictor.runtime import SentimentRuntime, configure_torch_threads
+from predictor.runtime import SentimentRuntime
+from predictor.runtime_choice import load_runtime
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,13 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         core = get_settings()
         download_root = self.settings.download_dir or core.mlp_cache_dir / "models"
         self.source = resolve_model(self.settings.storage_uri, self.settings.model_dir, Path(download_root))
-        configure_torch_threads(self.settings.effective_torch_threads())
-        runtime = SentimentRuntime(
-            self.source.directory, max_length=self.settings.max_length, optimize=self.settings.optimize
+        self.runtime = load_runtime(
+            self.settings.runtime,
+            self.source,
+            max_length=self.settings.max_length,
+            threads=self.settings.effective_torch_threads(),
+            optimize=self.settings.optimize,
         )
-        runtime.load(self.source.card)
-        self.runtime = runtime
         # The operator's MODEL_VERSION wins: it is what the canary analysis groups by.
         self.model_version = self.settings.model_version or self.source.version or "unknown"
         self.batcher = MicroBatcher(
@@ -71,7 +73,12 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         self.ready = True
         log.info(
             "predictor ready",
-            extra={"model": self.name, "version": self.model_version, "source": self.source.uri},
+            extra={
+                "model": self.name,
+                "version": self.model_version,
+                "source": self.source.uri,
+                "runtime": self.runtime.name,
+            },
         )
         return self.ready
 
@@ -82,6 +89,14 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
     @property
     def labels(self) -> list[str]:
         return self.runtime.labels if self.runtime else []
+
+    @property
+    def runtime_name(self) -> str | None:
+        return self.runtime.name if self.runtime else None
+
+    @property
+    def platform(self) -> str:
+        return self.runtime.platform if self.runtime else "unknown"
 
     # --- protocol metadata --------------------------------------------------------------------------------
 

@@ -46,16 +46,19 @@ def _install_error_handlers(app: Any) -> None:
     app.add_exception_handler(RequestValidationError, invalid_body)
 
 
-def _versioned_dataplane(registry: Any, versions: dict[str, str], model_loaded: Callable[[], bool]) -> Any:
+def _versioned_dataplane(
+    registry: Any, versions: dict[str, str], platforms: dict[str, str], model_loaded: Callable[[], bool]
+) -> Any:
     from kserve.protocol.dataplane import DataPlane
 
     class VersionedDataPlane(DataPlane):  # type: ignore[misc]
-        """Model metadata with the served version and platform, as the protocol allows; health that follows the
-        model: live and ready only while it is loaded (kserve's own answer 'alive' with no model at all)."""
+        """Model metadata with the served version and platform (which runtime serves it), as the protocol allows;
+        health that follows the model: live and ready only while it is loaded (kserve's own answer 'alive' with no
+        model at all)."""
 
         async def model_metadata(self, model_name: str) -> dict[str, Any]:
             metadata: dict[str, Any] = await super().model_metadata(model_name)
-            metadata["platform"] = "pytorch_huggingface"
+            metadata["platform"] = platforms.get(model_name, "unknown")
             if model_name in versions:
                 metadata["versions"] = [versions[model_name]]
             return metadata
@@ -206,7 +209,10 @@ def serve(settings: PredictorSettings) -> None:
         )
         _quiet_request_logs(settings.access_log)
         server.dataplane = _versioned_dataplane(
-            server.registered_models, {model.name: model.model_version}, lambda: model_is_loaded(server, model)
+            server.registered_models,
+            {model.name: model.model_version},
+            {model.name: model.platform},
+            lambda: model_is_loaded(server, model),
         )
         _grpc_metadata_with_versions()
         _without_repository_routes()

@@ -41,8 +41,13 @@ class PredictorSettings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, le=4096, description="Largest micro-batch the model runs at once")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch may wait for company")
     max_queued_requests: int = Field(1024, ge=1, le=1_000_000, description="Waiting requests beyond it get 503")
-    torch_threads: int | None = Field(None, ge=1, le=256, description="Intra-op threads; default: CPU count")
-    optimize: Literal["none", "int8"] = "none"
+    torch_threads: int | None = Field(
+        None, ge=1, le=256, description="Intra-op threads of either runtime (torch or onnxruntime); default: CPUs"
+    )
+    runtime: Literal["auto", "onnx", "onnx-int8", "torch"] = Field(
+        "auto", description="auto: int8 ONNX, else fp32 ONNX, else torch, as the version and install offer"
+    )
+    optimize: Literal["none", "int8"] = Field("none", description="torch runtime only: dynamic int8 quantization")
 
     # --- prediction logging ---
     log_predictions: bool = True

@@ -23,6 +23,7 @@ from training_job.cleaning import prepare
 from training_job.config import JobConfig, resolve_model
 from training_job.data import load_raw, resolve_dataset
 from training_job.evaluation import classification_metrics, predict_probabilities, write_reports
+from training_job.export import export_runtimes
 from training_job.publishing import (
     MODEL_CARD,
     build_model_card,
@@ -331,6 +332,14 @@ class TrainingRun:
             head_fraction=config.head_fraction,
         )
         model_dir = write_model_dir(trainer.model, tokenizer, card, reference, run_dir / "model")
+        card["runtimes"] = export_runtimes(
+            model_dir,
+            data.test["text"].tolist(),
+            labels,
+            max_length=hyper.max_length,
+            head_fraction=config.head_fraction,
+            torch_accuracy=metrics["accuracy"],
+        )
         version, manifest = publish_model(self.storage, config.model_name, model_dir, card)
         storage_uri = self.storage.uri_for(join_key(models_prefix(config.model_name), version))
         final_dir = copy_local(model_dir, manifest, config.final_dir)

@@ -98,6 +98,13 @@ def test_train_publish_register_and_record(
     assert card["max_length"] == 32 and card["labels"] == ["negative", "positive"]
     assert len(card["dataset"]["hash"]) == 64 and card["libraries"]["transformers"]
     assert card["evaluation"]["rows"] == 48
+    # --- ONNX exports: in the manifest, checked against torch, accuracy of each runtime on the test split ---
+    assert {"model.onnx", "model_int8.onnx"} <= listed
+    runtimes = card["runtimes"]
+    assert set(runtimes) == {"torch", "onnx", "onnx-int8"}
+    assert runtimes["torch"]["accuracy"] == card["metrics"]["accuracy"]
+    assert runtimes["onnx"]["max_abs_diff_vs_torch"] < 1e-3 and runtimes["onnx"]["check_rows"] == 48
+    assert all(0.0 <= runtimes[name]["accuracy"] <= 1.0 for name in runtimes)
 
     # --- the reference sample: held-out rows with this model's predictions ---
     reference = pd.read_parquet(fetched / "reference.parquet")

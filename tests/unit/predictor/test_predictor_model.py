@@ -20,14 +20,30 @@ from mlcore.db import create_db_engine, upgrade_to_head
 from mlcore.errors import ModelError
 from predictor.model import SentimentModel
 from predictor.model_source import resolve_model
+from predictor.onnx_runtime import OnnxRuntime
 from predictor.prediction_log import PredictionLogWriter
 from predictor.runtime import SentimentRuntime
 from predictor.settings import load_predictor_settings
+from predictor.torch_runtime import TorchRuntime
 from tests.fixtures.models import TINY_LABELS, TINY_MAX_LENGTH, publish_tiny_model
 
 pytestmark = pytest.mark.unit
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# Every test that runs inference runs on each runtime a version can be served with.
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+# Dynamic int8 quantizes activations per batch tensor: a text's probabilities move slightly with its batch company.
+BATCH_TOLERANCE = {"torch": 1e-4, "onnx": 1e-4, "onnx-int8": 0.02}
+
+
+def make_runtime(kind: str, directory: Path, **options: object) -> SentimentRuntime:
+    if kind == "torch":
+        return TorchRuntime(directory, **options)  # type: ignore[arg-type]
+    return OnnxRuntime(directory, variant=kind, **options)  # type: ignore[arg-type]
+
+
+def card_of(directory: Path) -> dict[str, object]:
+    return json.loads((directory / "model_card.json").read_text())  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +106,11 @@ def test_missing_directory_and_unpublished_uri_are_model_errors(tmp_path: Path) 
 # --- runtime ----------------------------------------------------------------------------------------------
 
 
-def test_runtime_labels_truncation_and_probabilities(published: Path) -> None:
-    runtime = SentimentRuntime(published)
-    runtime.load({"max_length": TINY_MAX_LENGTH})
+@pytest.mark.parametrize("kind", RUNTIMES)
+def test_runtime_labels_truncation_and_probabilities(published: Path, kind: str) -> None:
+    runtime = make_runtime(kind, published)
+    runtime.load(card_of(published) | {"max_length": TINY_MAX_LENGTH})
+    assert runtime.name == kind
     assert runtime.labels == list(TINY_LABELS)
     assert runtime.max_length == TINY_MAX_LENGTH
     probabilities = runtime.predict_proba(["short", "a much longer review " * 200])  # truncated, not an error
@@ -100,23 +118,24 @@ def test_runtime_labels_truncation_and_probabilities(published: Path) -> None:
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     # Dynamic padding must not change a text's answer.
     alone = runtime.predict_proba(["short"])
-    assert np.allclose(alone[0], probabilities[0], atol=1e-4)
+    assert np.allclose(alone[0], probabilities[0], atol=BATCH_TOLERANCE[kind])
 
 
-def test_runtime_int8_gives_the_same_shape(published: Path) -> None:
-    runtime = SentimentRuntime(published, optimize="int8")
+def test_torch_runtime_int8_gives_the_same_shape(published: Path) -> None:
+    runtime = TorchRuntime(published, optimize="int8")
     runtime.load()
     probabilities = runtime.predict_proba(["short", "another"])
     assert probabilities.shape == (2, 2)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_runtime_refuses_a_config_without_labels(version_copy: Path) -> None:
+@pytest.mark.parametrize("kind", RUNTIMES)
+def test_runtime_refuses_a_config_without_labels(version_copy: Path, kind: str) -> None:
     config = json.loads((version_copy / "config.json").read_text())
     config["id2label"] = {"0": "same", "1": "same"}
     (version_copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="id2label"):
-        SentimentRuntime(version_copy).load()
+        make_runtime(kind, version_copy).load(card_of(version_copy))
 
 
 # --- the kserve model in-process -----------------------------------------------------------------------------
@@ -125,19 +144,33 @@ def test_runtime_refuses_a_config_without_labels(version_copy: Path) -> None:
 class BrokenRuntime(SentimentRuntime):
     """A runtime whose forward pass fails, to see the server-side error path (500 + an 'error' log row)."""
 
+    name = "torch"
+    platform = "broken"
+
+    def _load(self, card: dict[str, object], config: dict[str, object]) -> None:
+        self._tokenizer = object()
+
+    @property
+    def loaded(self) -> bool:
+        return True
+
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         raise RuntimeError("CUDA error: device lost")
 
 
-@pytest.fixture
-def served_model(published: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[SentimentModel, sa.Engine]:
+@pytest.fixture(params=RUNTIMES)
+def served_model(
+    request: pytest.FixtureRequest, published: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SentimentModel, sa.Engine]:
     monkeypatch.setenv("DEPLOYMENT_ID", "ns/sentiment")
     monkeypatch.setenv("DEPLOYMENT_ROLE", "canary")
     monkeypatch.delenv("MODEL_VERSION", raising=False)
     url = f"sqlite:///{tmp_path / 'logs.db'}"
     upgrade_to_head(url)
     engine = create_db_engine(url)
-    settings = load_predictor_settings(model_dir=str(published), max_request_items=4, torch_threads=1)
+    settings = load_predictor_settings(
+        model_dir=str(published), max_request_items=4, torch_threads=1, runtime=request.param
+    )
     writer = PredictionLogWriter(engine, spill_dir=tmp_path / "spill")
     model = SentimentModel(settings, writer=writer)
     model.load()
@@ -153,6 +186,7 @@ def logged(engine: sa.Engine) -> list[dict[str, object]]:
 def test_model_predicts_v1_and_v2_and_logs_each_text(served_model: tuple[SentimentModel, sa.Engine]) -> None:
     model, engine = served_model
     assert model.ready and model.model_version == "4"  # from the model card: no MODEL_VERSION given
+    assert model.runtime_name == model.settings.runtime
 
     async def both() -> tuple[object, object]:
         v1 = await model.predict({"instances": ["good", {"text": "bad"}]}, {"x-request-id": "v1-req"})

@@ -42,10 +42,11 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PREDICTOR_MAX_WAIT_MS", "50")
     args = parse_args(
         ["--model_name", "imdb", "--model_dir", "/mnt/models", "--max_wait_ms", "2", "--optimize", "int8",
-         "--no-log-predictions", "--http_port", "9000"]
+         "--no-log-predictions", "--http_port", "9000", "--runtime", "torch"]
     )  # fmt: skip
     settings = load_predictor_settings(**vars(args))
     assert settings.model_name == "imdb" and settings.max_wait_ms == 2 and settings.optimize == "int8"
+    assert settings.runtime == "torch"
     assert settings.log_predictions is False and settings.http_port == 9000
 
 
@@ -57,6 +58,7 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ({"model_dir": "/m"}, {"DEPLOYMENT_ROLE": "shadow"}, "DEPLOYMENT_ROLE"),
         ({"model_dir": "/m", "max_batch_size": 0}, {}, "max_batch_size"),
         ({"model_dir": "/m", "optimize": "fp4"}, {}, "optimize"),
+        ({"model_dir": "/m"}, {"PREDICTOR_RUNTIME": "tensorrt"}, "runtime"),
     ],
 )
 def test_bad_settings_are_configuration_errors(
@@ -67,6 +69,14 @@ def test_bad_settings_are_configuration_errors(
     with pytest.raises(ConfigurationError) as caught:
         load_predictor_settings(**overrides)
     assert message in str(caught.value)
+
+
+def test_the_runtime_defaults_to_auto_and_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_predictor_settings(model_dir="/m").runtime == "auto"
+    monkeypatch.setenv("PREDICTOR_RUNTIME", "onnx-int8")
+    assert load_predictor_settings(model_dir="/m").runtime == "onnx-int8"
+    with pytest.raises(SystemExit):
+        parse_args(["--model_dir", "/m", "--runtime", "tensorrt"])
 
 
 def test_storage_uri_and_model_dir_flags_exclude_each_other() -> None:
