@@ -107,7 +107,13 @@ def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int
     records.append(_stable_record(state.stable, 100 - weight, None, active=True))
     message = f"canary of version {model.version} started at {weight}% (stable {state.stable.version})"
     new = replace(
-        new, phase="Progressing", message=message, canary=canary, rollout_id=rid, observed_generation=generation
+        new,
+        phase="Progressing",
+        message=message,
+        canary=canary,
+        rollout_id=rid,
+        observed_generation=generation,
+        analysis=None,
     )
     return Decision(new, "CanaryStarted", message, records=tuple(records))
 
@@ -134,12 +140,21 @@ def analysis_window_start(state: RolloutState, spec: ModelDeploymentSpec, now: d
     return max(now - spec.rollout.analysis.window_delta, state.canary.started_at)
 
 
-def judge(state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime) -> Decision:
+def judge(
+    state: RolloutState,
+    spec: ModelDeploymentSpec,
+    result: AnalysisResult,
+    now: datetime,
+    window_start: datetime | None = None,
+) -> Decision:
     """One analysis: pass -> next step (or promotion), fail -> count it (roll back at maxFailedChecks)."""
     canary = state.canary
     assert canary is not None and state.stable is not None
     figures = {**result.as_status(), "at": iso(now)}
-    canary = replace(canary, last_analysis_at=now, last_analysis=figures)
+    if window_start is not None:
+        figures["windowStart"] = iso(window_start)
+    canary = replace(canary, last_analysis_at=now)
+    state = replace(state, analysis=figures)
     steps = spec.rollout.steps
     if result.verdict == "inconclusive":
         message = f"analysis at {canary.weight}%: {'; '.join(result.reasons)}"
@@ -191,7 +206,7 @@ def promote(state: RolloutState, now: datetime, why: str, metrics: dict[str, Any
     canary, stable = state.canary, state.stable
     if canary is None or stable is None:
         return nothing(state, "no canary to promote")
-    metrics = metrics if metrics is not None else canary.last_analysis
+    metrics = metrics if metrics is not None else state.analysis
     message = f"version {canary.version} promoted ({why}); version {stable.version} retired"
     records = (
         _canary_record(replace(canary, weight=100), "promoted", metrics=metrics, active=False, ended=True),
@@ -220,7 +235,7 @@ def roll_back(
     canary, stable = state.canary, state.stable
     if canary is None or stable is None:
         return nothing(state, "no canary to roll back")
-    metrics = metrics if metrics is not None else canary.last_analysis
+    metrics = metrics if metrics is not None else state.analysis
     records = (
         _canary_record(canary, outcome, metrics=metrics, active=False, ended=True),
         _stable_record(stable, 100, None, active=True),

@@ -28,9 +28,9 @@ from mlpipeline_operator import (
     decisions,
     metrics,
 )
-from mlpipeline_operator.analysis import evaluate, window_stats
+from mlpipeline_operator.analysis import evaluate
 from mlpipeline_operator.decisions import Decision
-from mlpipeline_operator.logs import fetch_baseline, fetch_rows
+from mlpipeline_operator.logs import baseline_figures, role_figures
 from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.render import Owner, ServedModel, canary_name, is_ready, render
@@ -274,11 +274,16 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_:
         since = decisions.analysis_window_start(state, spec, moment)
         deployment_id = f"{namespace}/{name}"
         rules = spec.rollout.analysis
-        canary_rows = fetch_rows(runtime.engine, deployment_id, "canary", state.canary.version, since)
-        stable_rows = fetch_baseline(runtime.engine, deployment_id, state.stable.version, since, rules.min_requests)
-        result = evaluate(window_stats(canary_rows), window_stats(stable_rows), rules)
+        confidence = 1 - rules.significance
+        canary = role_figures(
+            runtime.engine, deployment_id, "canary", state.canary.version, since, confidence=confidence
+        )
+        stable = baseline_figures(
+            runtime.engine, deployment_id, state.stable.version, since, rules.min_requests, confidence
+        )
+        result = evaluate(canary, stable, rules)
         metrics.ANALYSIS_SECONDS.inc(time.perf_counter() - started)
-        return decisions.judge(state, spec, result, moment)
+        return decisions.judge(state, spec, result, moment, since)
 
     try:
         _act(runtime, namespace, name, "analysis", transition)

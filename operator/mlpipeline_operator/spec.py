@@ -93,6 +93,10 @@ class AnalysisSpec(_Model):
     max_latency_p95_ms: float = Field(1000.0, alias="maxLatencyP95Ms", gt=0.0, le=3_600_000.0)
     max_label_shift: float = Field(0.1, alias="maxLabelShift", ge=0.0, le=1.0)
     min_mean_confidence: float = Field(0.0, alias="minMeanConfidence", ge=0.0, le=1.0)
+    # Relative gates: the candidate against the stable model over the same window.
+    significance: float = Field(0.05, gt=0.0, le=0.5)
+    max_latency_ratio: float = Field(1.2, alias="maxLatencyRatio", ge=1.0, le=100.0)
+    label_test: Literal["G", "ChiSquare", "Off"] = Field("G", alias="labelTest")
 
     @field_validator("window")
     @classmethod

@@ -30,6 +30,9 @@ INVALID = [
     ("reserved-env", {"predictor": {"env": [{"name": "DEPLOYMENT_ROLE", "value": "x"}]}}, "must not set DEPLOYMENT_ID"),
     ("mode", {"deploymentMode": "Magic"}, 'Unsupported value: "Magic"'),
     ("failed-checks", {"rollout": {"maxFailedChecks": 0}}, "maxFailedChecks must be between 1 and 100"),
+    ("significance", {"rollout": {"analysis": {"significance": 0.9}}}, "significance must be above 0 and at most 0.5"),
+    ("latency-ratio", {"rollout": {"analysis": {"maxLatencyRatio": 0.8}}}, "maxLatencyRatio must be between 1 and"),
+    ("label-test", {"rollout": {"analysis": {"labelTest": "KS"}}}, 'Unsupported value: "KS"'),
 ]
 
 
@@ -92,6 +95,9 @@ def test_valid_spec_gets_every_default(cluster: Cluster) -> None:
             "maxLatencyP95Ms": 1000,
             "maxLabelShift": 0.1,
             "minMeanConfidence": 0,
+            "significance": 0.05,
+            "maxLatencyRatio": 1.2,
+            "labelTest": "G",
         },
     }
 
