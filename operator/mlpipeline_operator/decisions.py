@@ -96,16 +96,17 @@ def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int
         return deploy(state, spec, generation, now)
 
     rid = rollout_id(generation, model.version)
-    weight = spec.rollout.steps[0]
+    strategy = spec.rollout.strategy
+    weight = initial_weight(spec)
     records: list[Record] = []
     new = state
     if state.canary:
         records.append(_canary_record(state.canary, "superseded", ended=True))
         new = new.with_history(state.canary.rollout_id, state.canary.version, "superseded", now, "newer model")
-    canary = Canary(model.version, model.storage_uri, rid, weight, 0, now, now)
+    canary = Canary(model.version, model.storage_uri, rid, weight, 0, now, now, strategy=strategy)
     records.append(_canary_record(canary, "progressing"))
     records.append(_stable_record(state.stable, 100 - weight, None, active=True))
-    message = f"canary of version {model.version} started at {weight}% (stable {state.stable.version})"
+    message = f"{_STARTED[strategy]} of version {model.version} started at {weight}% (stable {state.stable.version})"
     new = replace(
         new,
         phase="Progressing",
@@ -116,6 +117,18 @@ def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int
         analysis=None,
     )
     return Decision(new, "CanaryStarted", message, records=tuple(records))
+
+
+_STARTED = {"Canary": "canary", "ABTest": "A/B test", "Shadow": "shadow"}
+
+
+def initial_weight(spec: ModelDeploymentSpec) -> int:
+    """The candidate's share of the client traffic when it starts: the first step, the A/B weight, or none."""
+    if spec.rollout.strategy == "ABTest":
+        return spec.rollout.ab_test.weights.candidate
+    if spec.rollout.strategy == "Shadow":
+        return 0
+    return spec.rollout.steps[0]
 
 
 def became_ready(state: RolloutState) -> Decision:
@@ -135,8 +148,11 @@ def analysis_due(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) 
 
 
 def analysis_window_start(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) -> datetime:
-    """The window never reaches before the canary started: older rows belong to another rollout."""
+    """The window never reaches before the canary started: older rows belong to another rollout.
+    An A/B test is judged on everything since it started."""
     assert state.canary is not None
+    if state.canary.strategy == "ABTest":
+        return state.canary.started_at
     return max(now - spec.rollout.analysis.window_delta, state.canary.started_at)
 
 
@@ -155,6 +171,8 @@ def judge(
         figures["windowStart"] = iso(window_start)
     canary = replace(canary, last_analysis_at=now)
     state = replace(state, analysis=figures)
+    if canary.strategy == "ABTest":
+        return _judge_ab(replace(state, canary=canary), spec, result, now, figures)
     steps = spec.rollout.steps
     if result.verdict == "inconclusive":
         message = f"analysis at {canary.weight}%: {'; '.join(result.reasons)}"
@@ -199,6 +217,33 @@ def judge(
         message,
         records=(_canary_record(canary, "progressing", metrics=figures),),
     )
+
+
+def _judge_ab(
+    state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime, figures: dict[str, Any]
+) -> Decision:
+    """Live figures until the experiment ends; then the winner is promoted, a losing candidate rolled back, and an
+    inconclusive one removed with the stable model kept."""
+    canary = state.canary
+    assert canary is not None
+    why = "; ".join(g.message for g in result.gates)
+    if not result.final:
+        message = f"A/B test of version {canary.version}: {why}"
+        return Decision(replace(state, message=message), "ExperimentRunning", message)
+    if result.winner == "canary":
+        if spec.rollout.auto_promote:
+            return promote(state, now, f"A/B test won: {why}", metrics=figures)
+        canary = replace(canary, awaiting_promotion=True)
+        message = f"A/B test won ({why}): annotate mlpipeline.io/promote=true to promote version {canary.version}"
+        return Decision(
+            replace(state, canary=canary, message=message),
+            "AwaitingPromotion",
+            message,
+            records=(_canary_record(canary, "progressing", metrics=figures),),
+        )
+    if result.winner == "stable":
+        return roll_back(state, now, f"A/B test lost: {why}", metrics=figures)
+    return roll_back(state, now, f"A/B test inconclusive: {why}", metrics=figures, outcome="inconclusive")
 
 
 def promote(state: RolloutState, now: datetime, why: str, metrics: dict[str, Any] | None = None) -> Decision:
@@ -247,7 +292,10 @@ def roll_back(
     new = replace(state, phase=phase, message=message, canary=None).with_history(
         canary.rollout_id, canary.version, outcome, now, why
     )
-    return Decision(new, "RolledBack" if outcome == "rolled_back" else "CanaryCancelled", message, "Warning", records)
+    return Decision(new, _ENDED[outcome], message, "Warning", records)
+
+
+_ENDED = {"rolled_back": "RolledBack", "cancelled": "CanaryCancelled", "inconclusive": "ExperimentInconclusive"}
 
 
 def pause(state: RolloutState) -> Decision:

@@ -28,15 +28,14 @@ from mlpipeline_operator import (
     decisions,
     metrics,
 )
-from mlpipeline_operator.analysis import evaluate
 from mlpipeline_operator.decisions import Decision
-from mlpipeline_operator.logs import baseline_figures, role_figures
 from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.render import Owner, ServedModel, canary_name, is_ready, render
 from mlpipeline_operator.runtime import Runtime
 from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec
 from mlpipeline_operator.state import RolloutState, from_status, to_status
+from mlpipeline_operator.strategies import measure
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,18 @@ _STATUS_ONLY = {
     "NoChange",
     "AnalysisWaiting",
     "AnalysisInconclusive",
+    "ExperimentRunning",
     "AnalysisFailed",
     "AwaitingPromotion",
     "Paused",
     "Resumed",
 }
-_ROLLOUT_OUTCOMES = {"Promoted": "promoted", "RolledBack": "rolled_back", "CanaryCancelled": "cancelled"}
+_ROLLOUT_OUTCOMES = {
+    "Promoted": "promoted",
+    "RolledBack": "rolled_back",
+    "CanaryCancelled": "cancelled",
+    "ExperimentInconclusive": "inconclusive",
+}
 _TRUE = {"true", "yes", "1"}
 
 Transition = Callable[[RolloutState, ModelDeploymentSpec, dict[str, Any]], Decision]
@@ -133,7 +138,8 @@ def _apply_children(runtime: Runtime, owner: Owner, spec: ModelDeploymentSpec, s
     stable = ServedModel(state.stable.version, state.stable.storage_uri)
     canary = ServedModel(state.canary.version, state.canary.storage_uri) if state.canary else None
     weight = state.canary.weight if state.canary else 0
-    desired = render(owner, spec, stable, canary, weight, runtime.defaults)
+    strategy = state.canary.strategy if state.canary else "Canary"
+    desired = render(owner, spec, stable, canary, weight, runtime.defaults, strategy)
     # While the promoted model rolls out on the stable InferenceService, the old canary keeps serving.
     keep = {canary_name(owner.name)} if state.phase == "Promoting" else set()
     runtime.kube.apply(desired, owner.namespace, owner.name, keep=keep)
@@ -272,16 +278,7 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_:
             return Decision(replace(state, message=message), "AnalysisWaiting", message)
         started = time.perf_counter()
         since = decisions.analysis_window_start(state, spec, moment)
-        deployment_id = f"{namespace}/{name}"
-        rules = spec.rollout.analysis
-        confidence = 1 - rules.significance
-        canary = role_figures(
-            runtime.engine, deployment_id, "canary", state.canary.version, since, confidence=confidence
-        )
-        stable = baseline_figures(
-            runtime.engine, deployment_id, state.stable.version, since, rules.min_requests, confidence
-        )
-        result = evaluate(canary, stable, rules)
+        result = measure(runtime.engine, f"{namespace}/{name}", state, spec, since, moment)
         metrics.ANALYSIS_SECONDS.inc(time.perf_counter() - started)
         return decisions.judge(state, spec, result, moment, since)
 

@@ -76,8 +76,9 @@ def render(
     canary: ServedModel | None = None,
     weight: int = 0,
     defaults: Defaults | None = None,
+    strategy: str = "Canary",
 ) -> Desired:
-    """The children for a stable model and an optional canary at `weight` percent."""
+    """The children for a stable model and an optional candidate at `weight` percent, run under `strategy`."""
     defaults = defaults or Defaults()
     services: dict[str, dict[str, Any]] = {}
     if spec.deployment_mode == "Serverless":
@@ -98,7 +99,10 @@ def render(
         services[name] = _inference_service(
             owner, name, spec, _predictor(owner, spec, canary, "canary", defaults), "canary", canary, None
         )
-    route = _route(owner, spec, weight if canary is not None else 0) if spec.routing.parent_ref else None
+    route = None
+    if spec.routing.parent_ref:
+        sticky = canary is not None and strategy == "ABTest"
+        route = _route(owner, spec, weight if canary is not None else 0, sticky)
     return Desired(services, route)
 
 
@@ -216,7 +220,7 @@ def _predictor(
     return predictor
 
 
-def _route(owner: Owner, spec: ModelDeploymentSpec, weight: int) -> dict[str, Any]:
+def _route(owner: Owner, spec: ModelDeploymentSpec, weight: int, sticky: bool = False) -> dict[str, Any]:
     parent = spec.routing.parent_ref
     assert parent is not None
     parent_ref: dict[str, Any] = {"name": parent.name}
@@ -225,7 +229,17 @@ def _route(owner: Owner, spec: ModelDeploymentSpec, weight: int) -> dict[str, An
     backends = [{"name": f"{owner.name}-predictor", "port": 80, "weight": 100 - weight}]
     if weight:
         backends.append({"name": f"{canary_name(owner.name)}-predictor", "port": 80, "weight": weight})
-    route_spec: dict[str, Any] = {"parentRefs": [parent_ref], "rules": [{"backendRefs": backends}]}
+    rule: dict[str, Any] = {"backendRefs": backends}
+    stickiness = spec.rollout.ab_test.stickiness
+    if sticky and stickiness is not None:
+        # A/B: the Gateway pins each user (the header's value, or its session cookie) to one backend, so a user
+        # stays in one arm (Gateway API session persistence, GEP-1619).
+        rule["sessionPersistence"] = (
+            {"sessionName": stickiness.header, "type": "Header"}
+            if stickiness.header
+            else {"sessionName": stickiness.cookie, "type": "Cookie"}
+        )
+    route_spec: dict[str, Any] = {"parentRefs": [parent_ref], "rules": [rule]}
     if spec.routing.hostnames:
         route_spec["hostnames"] = list(spec.routing.hostnames)
     return {
