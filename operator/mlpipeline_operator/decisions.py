@@ -22,7 +22,7 @@ class Record:
     """One model_deployments row, keyed by (deployment, rollout_id, deployment_type)."""
 
     rollout_id: str
-    deployment_type: Literal["stable", "canary"]
+    deployment_type: Literal["stable", "canary", "shadow"]
     version: str
     storage_uri: str
     is_active: bool
@@ -173,6 +173,8 @@ def judge(
     state = replace(state, analysis=figures)
     if canary.strategy == "ABTest":
         return _judge_ab(replace(state, canary=canary), spec, result, now, figures)
+    if canary.strategy == "Shadow" and result.verdict == "pass":
+        return _shadow_agrees(replace(state, canary=canary), spec, result, now, figures)
     steps = spec.rollout.steps
     if result.verdict == "inconclusive":
         message = f"analysis at {canary.weight}%: {'; '.join(result.reasons)}"
@@ -182,6 +184,20 @@ def judge(
         limit = spec.rollout.max_failed_checks
         message = f"analysis failed ({canary.checks_failed}/{limit}) at {canary.weight}%: {'; '.join(result.reasons)}"
         failed = replace(state, canary=canary, message=message)
+        if canary.checks_failed >= limit and canary.strategy == "Shadow" and spec.rollout.shadow.on_failure == "Keep":
+            # Kept for inspection: no more judging; the annotations decide (promote or rollback).
+            canary = replace(canary, awaiting_promotion=True)
+            message = (
+                f"shadow kept after {canary.checks_failed} failed checks ({'; '.join(result.reasons)}): annotate "
+                "mlpipeline.io/rollback=true to remove it or mlpipeline.io/promote=true to promote it anyway"
+            )
+            return Decision(
+                replace(failed, canary=canary, message=message),
+                "ShadowKept",
+                message,
+                "Warning",
+                records=(_canary_record(canary, "progressing", metrics=figures),),
+            )
         if canary.checks_failed >= limit:
             return roll_back(
                 failed,
@@ -211,6 +227,24 @@ def judge(
         return promote(replace(state, canary=canary), now, "analysis passed at 100%", metrics=figures)
     canary = replace(canary, awaiting_promotion=True)
     message = f"analysis passed at 100%: annotate mlpipeline.io/promote=true to promote version {canary.version}"
+    return Decision(
+        replace(state, canary=canary, message=message),
+        "AwaitingPromotion",
+        message,
+        records=(_canary_record(canary, "progressing", metrics=figures),),
+    )
+
+
+def _shadow_agrees(
+    state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime, figures: dict[str, Any]
+) -> Decision:
+    canary = state.canary
+    assert canary is not None
+    canary = replace(canary, checks_passed=canary.checks_passed + 1)
+    if spec.rollout.auto_promote:
+        return promote(replace(state, canary=canary), now, f"shadow agreed: {result.summary}", metrics=figures)
+    canary = replace(canary, awaiting_promotion=True)
+    message = f"shadow agreed ({result.summary}): annotate mlpipeline.io/promote=true to promote it"
     return Decision(
         replace(state, canary=canary, message=message),
         "AwaitingPromotion",
@@ -363,7 +397,7 @@ def _canary_record(
 ) -> Record:
     return Record(
         canary.rollout_id,
-        "canary",
+        "shadow" if canary.strategy == "Shadow" else "canary",
         canary.version,
         canary.storage_uri,
         active,

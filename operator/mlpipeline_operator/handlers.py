@@ -31,7 +31,7 @@ from mlpipeline_operator import (
 from mlpipeline_operator.decisions import Decision
 from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
-from mlpipeline_operator.render import Owner, ServedModel, canary_name, is_ready, render
+from mlpipeline_operator.render import Owner, ServedModel, canary_name, candidate_name, is_ready, render
 from mlpipeline_operator.runtime import Runtime
 from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec
 from mlpipeline_operator.state import RolloutState, from_status, to_status
@@ -49,6 +49,7 @@ _STATUS_ONLY = {
     "AwaitingPromotion",
     "Paused",
     "Resumed",
+    "ShadowKept",
 }
 _ROLLOUT_OUTCOMES = {
     "Promoted": "promoted",
@@ -158,9 +159,10 @@ def _readiness(
     """Ready when the stable InferenceService (and, in RawDeployment mode, the canary one) reports Ready."""
     ready, message = is_ready(runtime.kube.get_inference_service(namespace, name))
     if ready and state.canary and spec.deployment_mode == "RawDeployment":
-        canary_ready, canary_message = is_ready(runtime.kube.get_inference_service(namespace, canary_name(name)))
+        candidate = candidate_name(name, state.canary.strategy)
+        canary_ready, canary_message = is_ready(runtime.kube.get_inference_service(namespace, candidate))
         if not canary_ready:
-            return False, f"canary: {canary_message}"
+            return False, f"{state.canary.strategy.lower()}: {canary_message}"
     return ready, message
 
 

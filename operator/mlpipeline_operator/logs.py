@@ -8,15 +8,16 @@ elsewhere (SQLite). The index (deployment_id, role, predicted_at) bounds both sc
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from mlcore.db import PredictionLog, session_scope
 from mlpipeline_operator.analysis import RoleFigures
+from mlpipeline_operator.shadow import Pairs
 from mlpipeline_operator.stats import z_critical
 
 P95 = 0.95
@@ -171,3 +172,46 @@ def _percentile_by_offset(session: Session, source: Any, n: int, fraction: float
     if len(values) == 1:
         return values[0]
     return values[0] + (values[1] - values[0]) * (rank - below)
+
+
+# A mirrored copy is logged after the stable prediction it mirrors: look that far back for the stable side.
+MIRROR_LAG = timedelta(minutes=1)
+
+
+def paired_figures(
+    engine: Engine, deployment_id: str, shadow_version: str, stable_version: str, since: datetime
+) -> Pairs:
+    """Successful shadow predictions joined to the successful stable predictions they mirror (same request id,
+    same input): how many pairs, how many agree on the label, and the mean |confidence difference|."""
+    shadow = aliased(PredictionLog, name="shadow")
+    stable = aliased(PredictionLog, name="stable")
+    query = (
+        select(
+            func.count().label("pairs"),
+            func.sum(case((shadow.predicted_sentiment == stable.predicted_sentiment, 1), else_=0)).label("agree"),
+            func.avg(func.abs(shadow.confidence - stable.confidence)).label("delta"),
+        )
+        .select_from(shadow)
+        .join(
+            stable,
+            and_(
+                stable.request_id == shadow.mirrored_request_id,
+                stable.input_hash == shadow.input_hash,
+                stable.deployment_id == deployment_id,
+                stable.role == "stable",
+                stable.model_version == stable_version,
+                stable.status == "ok",
+                stable.predicted_at >= since - MIRROR_LAG,
+            ),
+        )
+        .where(
+            shadow.deployment_id == deployment_id,
+            shadow.role == "shadow",
+            shadow.model_version == shadow_version,
+            shadow.status == "ok",
+            shadow.predicted_at >= since,
+        )
+    )
+    with session_scope(engine) as session:
+        row = session.execute(query).one()
+    return Pairs(int(row.pairs or 0), int(row.agree or 0), None if row.delta is None else float(row.delta))

@@ -150,6 +150,14 @@ class ABTestSpec(_Model):
         return parse_duration(self.max_duration)
 
 
+class ShadowSpec(_Model):
+    mirror_percent: float = Field(100.0, alias="mirrorPercent", gt=0.0, le=100.0)
+    mirror_by: Literal["Predictor", "Gateway"] = Field("Predictor", alias="mirrorBy")
+    min_agreement: float = Field(0.9, alias="minAgreement", ge=0.0, le=1.0)
+    max_confidence_delta: float = Field(1.0, alias="maxConfidenceDelta", ge=0.0, le=1.0)
+    on_failure: Literal["RollBack", "Keep"] = Field("RollBack", alias="onFailure")
+
+
 Strategy = Literal["Canary", "ABTest", "Shadow", "Immediate"]
 
 
@@ -161,6 +169,7 @@ class RolloutSpec(_Model):
     auto_promote: bool = Field(True, alias="autoPromote")
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     ab_test: ABTestSpec = Field(default_factory=ABTestSpec, alias="abTest")
+    shadow: ShadowSpec = Field(default_factory=ShadowSpec)
 
     @model_validator(mode="after")
     def _strategy_fields(self) -> RolloutSpec:
@@ -208,6 +217,8 @@ class ModelDeploymentSpec(_Model):
             raise ValueError(f"strategy {strategy} needs deploymentMode RawDeployment")
         if strategy == "ABTest" and self.routing.parent_ref is None:
             raise ValueError("strategy ABTest splits traffic with an HTTPRoute: set routing.parentRef")
+        if strategy == "Shadow" and self.rollout.shadow.mirror_by == "Gateway" and self.routing.parent_ref is None:
+            raise ValueError("shadow.mirrorBy Gateway mirrors through an HTTPRoute: set routing.parentRef")
         return self
 
 
