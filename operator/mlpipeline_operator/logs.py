@@ -1,8 +1,9 @@
 """Aggregate the prediction logs of one role of one deployment over an analysis window, in the database.
 
-Nothing row by row reaches Python: one GROUP BY (label x status) gives the counts, errors, confidences and (for A/B)
-the feedback tallies; percentiles come from percentile_cont on PostgreSQL and from two ORDER BY ... OFFSET reads
-elsewhere (SQLite). The index (deployment_id, role, predicted_at) bounds both scans to the window.
+Nothing row by row reaches Python. Every arm of an analysis (canary and stable, say) is
+read together: one GROUP BY (arm x label x status) gives the counts, errors, confidences and feedback tallies; on
+PostgreSQL one percentile_cont per arm over a fixed grid of fractions gives the p95 and its interval (read off the
+grid); elsewhere (SQLite) ORDER BY ... OFFSET reads do. The index (deployment_id, role, predicted_at) bounds both.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Float, Select, and_, case, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 
@@ -21,17 +23,12 @@ from mlpipeline_operator.shadow import Pairs
 from mlpipeline_operator.stats import z_critical
 
 P95 = 0.95
-
-
-def _filters(deployment_id: str, role: str, model_version: str, since: datetime | None) -> list[Any]:
-    conditions = [
-        PredictionLog.deployment_id == deployment_id,
-        PredictionLog.role == role,
-        PredictionLog.model_version == model_version,
-    ]
-    if since is not None:
-        conditions.append(PredictionLog.predicted_at >= since)
-    return conditions
+# Fractions 0.7000, 0.7005, ..., 1.0000: the p95 and the bounds of its interval are read off this grid (the bounds
+# rounded outwards to it), so one sort serves them all. Interval bounds below 0.70 mean under ~10 samples.
+_GRID_STEP = 5  # in 1/10000
+GRID_LOW = 7_000
+GRID = tuple(i / 10_000 for i in range(GRID_LOW, 10_001, _GRID_STEP))
+WORK_MEM = "64MB"
 
 
 def role_figures(
@@ -45,32 +42,60 @@ def role_figures(
     confidence: float = 0.95,
 ) -> RoleFigures:
     """Figures of (deployment, role, version) logged at or after `since`; `latest` limits to the newest rows."""
+    return arm_figures(engine, deployment_id, {role: model_version}, since, latest=latest, confidence=confidence)[role]
+
+
+def arm_figures(
+    engine: Engine,
+    deployment_id: str,
+    arms: dict[str, str],
+    since: datetime | None,
+    *,
+    latest: int | None = None,
+    confidence: float = 0.95,
+) -> dict[str, RoleFigures]:
+    """Figures of each arm (role -> model version) from the same two reads of the window: the arms' rows share
+    the heap pages, so reading them together costs about what reading one does."""
+    conditions = [
+        PredictionLog.deployment_id == deployment_id,
+        PredictionLog.role.in_(sorted(arms)),
+        PredictionLog.model_version.in_(sorted(set(arms.values()))),
+    ]
+    if since is not None:
+        conditions.append(PredictionLog.predicted_at >= since)
+    source = _source(conditions, latest)
     with session_scope(engine) as session:
-        source = _source(_filters(deployment_id, role, model_version, since), latest)
-        figures = _grouped(session, source)
-        ok = figures["requests"] - figures["errors"]
-        p95, ci = _p95(session, engine.dialect.name, source, ok, confidence)
-    return RoleFigures(
-        requests=figures["requests"],
-        errors=figures["errors"],
-        latency_p95_ms=p95,
-        latency_p95_ci_ms=ci,
-        mean_confidence=figures["mean_confidence"],
-        label_counts=figures["labels"],
-        labelled=figures["labelled"],
-        correct=figures["correct"],
-        window="latest" if latest else "window",
-    )
+        tallies = _grouped(session, source)
+        if engine.dialect.name == "postgresql":
+            grids = _percentile_grids(session, source, arms)
+        figures = {}
+        for role, version in arms.items():
+            tally = tallies.get((role, version), _tally([]))
+            ok = tally["requests"] - tally["errors"]
+            if engine.dialect.name == "postgresql":
+                p95, ci = _read_grid(grids.get((role, version)), ok, confidence)
+            else:
+                arm = select(source).where(source.c.role == role, source.c.model_version == version).subquery()
+                p95, ci = _p95_by_offset(session, arm, ok, confidence)
+            figures[role] = RoleFigures(
+                requests=tally["requests"],
+                errors=tally["errors"],
+                latency_p95_ms=p95,
+                latency_p95_ci_ms=ci,
+                mean_confidence=tally["mean_confidence"],
+                label_counts=tally["labels"],
+                labelled=tally["labelled"],
+                correct=tally["correct"],
+                window="latest" if latest else "window",
+            )
+    return figures
 
 
 def baseline_figures(
     engine: Engine, deployment_id: str, model_version: str, since: datetime, min_rows: int, confidence: float = 0.95
 ) -> RoleFigures:
-    """The stable model over the window; when it got too little traffic there (the canary at 100%), its newest
-    rows instead, marked window=latest in the status."""
-    figures = role_figures(engine, deployment_id, "stable", model_version, since, confidence=confidence)
-    if figures.requests >= min_rows:
-        return figures
+    """The stable model's newest rows: for when it got too little traffic in the window (the canary at 100%);
+    marked window=latest in the status."""
     return role_figures(
         engine, deployment_id, "stable", model_version, None, latest=max(min_rows, 1000), confidence=confidence
     )
@@ -78,6 +103,8 @@ def baseline_figures(
 
 def _source(conditions: list[Any], latest: int | None) -> Any:
     columns = (
+        PredictionLog.role,
+        PredictionLog.model_version,
         PredictionLog.status,
         PredictionLog.latency_ms,
         PredictionLog.predicted_sentiment,
@@ -90,24 +117,60 @@ def _source(conditions: list[Any], latest: int | None) -> Any:
     return query.subquery("window_rows")
 
 
-def _grouped(session: Session, source: Any) -> dict[str, Any]:
+def _grouped(session: Session, source: Any) -> dict[tuple[str, str], dict[str, Any]]:
     ok = source.c.status == "ok"
     labelled = and_(ok, source.c.feedback_label.is_not(None))
+    correct = and_(labelled, source.c.feedback_label == source.c.predicted_sentiment)
     query = select(
+        source.c.role,
+        source.c.model_version,
         source.c.predicted_sentiment,
         ok.label("ok"),
         func.count().label("n"),
         func.sum(source.c.confidence).label("confidence_sum"),
         func.count(source.c.confidence).label("confidence_n"),
         func.sum(case((labelled, 1), else_=0)).label("labelled"),
-        func.sum(case((and_(labelled, source.c.feedback_label == source.c.predicted_sentiment), 1), else_=0)).label(
-            "correct"
-        ),
-    ).group_by(source.c.predicted_sentiment, ok)
+        func.sum(case((correct, 1), else_=0)).label("correct"),
+    ).group_by(source.c.role, source.c.model_version, source.c.predicted_sentiment, ok)
+    by_arm: dict[tuple[str, str], list[Any]] = {}
+    for row in session.execute(query):
+        by_arm.setdefault((row.role, row.model_version), []).append(row)
+    return {arm: _tally(rows) for arm, rows in by_arm.items()}
+
+
+def _percentile_grids(session: Session, source: Any, arms: dict[str, str]) -> dict[tuple[str, str], list[float]]:
+    """PostgreSQL: percentile_cont over GRID of each arm's successful requests, in one read: one aggregate per arm
+    with a FILTER (a GROUP BY would sort every row once more before the aggregates sort them again)."""
+    # The window's latencies must sort in memory: more than PostgreSQL's default 4MB, for this transaction only.
+    session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    keys = list(arms.items())
+    grid = literal(list(GRID), ARRAY(Float))
+    columns = [
+        func.percentile_cont(grid)
+        .within_group(source.c.latency_ms)
+        .filter(and_(source.c.role == role, source.c.model_version == version))
+        .label(f"arm{i}")
+        for i, (role, version) in enumerate(keys)
+    ]
+    row = session.execute(select(*columns).where(source.c.status == "ok")).one()
+    return {key: [float(v) for v in values] for key, values in zip(keys, row, strict=True) if values is not None}
+
+
+def _read_grid(
+    values: list[float] | None, ok: int, confidence: float
+) -> tuple[float | None, tuple[float, float] | None]:
+    if not ok or values is None:
+        return None, None
+    by_fraction = dict(zip(GRID, values, strict=True))
+    p95, low, high = quantile_fractions(ok, P95, confidence)
+    return by_fraction[p95], (by_fraction[low], by_fraction[high])
+
+
+def _tally(rows: Any) -> dict[str, Any]:
     requests = errors = confidence_n = labelled_n = correct = 0
     confidence_sum = 0.0
     labels: dict[str, int] = {}
-    for row in session.execute(query):
+    for row in rows:
         requests += row.n
         if not row.ok:
             errors += row.n
@@ -130,28 +193,27 @@ def _grouped(session: Session, source: Any) -> dict[str, Any]:
 
 def quantile_fractions(n: int, q: float = P95, confidence: float = 0.95) -> tuple[float, float, float]:
     """The quantile and the fractions of its distribution-free interval: the order statistics at ranks
-    n*q -/+ z*sqrt(n*q*(1-q)) (normal approximation of the binomial), as fractions for percentile_cont."""
+    n*q -/+ z*sqrt(n*q*(1-q)) (normal approximation of the binomial), as fractions for percentile_cont, rounded
+    outwards to GRID (so the interval is never narrower than the exact one)."""
     if n <= 1:
         return q, q, q
     half = z_critical(confidence) * math.sqrt(n * q * (1 - q))
     low = max(0.0, math.floor(n * q - half) - 1) / (n - 1)
     high = min(float(n - 1), math.ceil(n * q + half) - 1) / (n - 1)
-    return q, max(0.0, low), min(1.0, high)
+    return q, _on_grid(low, math.floor), _on_grid(high, math.ceil)
 
 
-def _p95(
-    session: Session, dialect: str, source: Any, ok: int, confidence: float
+def _on_grid(fraction: float, rounding: Any) -> float:
+    steps = rounding(round(fraction * 10_000, 6) / _GRID_STEP) * _GRID_STEP
+    return min(max(steps, GRID_LOW), 10_000) / 10_000
+
+
+def _p95_by_offset(
+    session: Session, source: Any, ok: int, confidence: float
 ) -> tuple[float | None, tuple[float, float] | None]:
     if ok == 0:
         return None, None
-    fractions = quantile_fractions(ok, P95, confidence)
-    latency = source.c.latency_ms
-    if dialect == "postgresql":
-        query = select(*(func.percentile_cont(f).within_group(latency) for f in fractions))
-        values = session.execute(query.where(source.c.status == "ok")).one()
-        p95, low, high = (float(v) for v in values)
-    else:
-        p95, low, high = (_percentile_by_offset(session, source, ok, f) for f in fractions)
+    p95, low, high = (_percentile_by_offset(session, source, ok, f) for f in quantile_fractions(ok, P95, confidence))
     return p95, (low, high)
 
 

@@ -21,10 +21,8 @@ class Pairs:
     mean_abs_confidence_delta: float | None
 
 
-def evaluate_shadow(
-    shadow: RoleFigures, stable: RoleFigures, pairs: Pairs, rules: AnalysisSpec, spec: ShadowSpec
-) -> AnalysisResult:
-    arms = {"shadow": shadow, "stable": stable}
+def evaluate_shadow(shadow: RoleFigures, pairs: Pairs, rules: AnalysisSpec, spec: ShadowSpec) -> AnalysisResult:
+    arms = {"shadow": shadow}
     samples = {"pairs": pairs.pairs}
     if pairs.pairs < rules.min_requests:
         message = f"waiting for mirrored traffic: {pairs.pairs} of {rules.min_requests} mirrored predictions paired"

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from mlpipeline_operator.abtest import evaluate_ab
 from mlpipeline_operator.analysis import AnalysisResult, evaluate
-from mlpipeline_operator.logs import baseline_figures, paired_figures, role_figures
+from mlpipeline_operator.logs import arm_figures, baseline_figures, paired_figures, role_figures
 from mlpipeline_operator.shadow import evaluate_shadow
 from mlpipeline_operator.spec import ModelDeploymentSpec
 from mlpipeline_operator.state import RolloutState
@@ -27,14 +27,20 @@ def measure(
     rules = spec.rollout.analysis
     confidence = 1 - rules.significance
     if candidate.strategy == "ABTest":
-        arm_b = role_figures(engine, deployment_id, "canary", candidate.version, since, confidence=confidence)
-        arm_a = role_figures(engine, deployment_id, "stable", stable.version, since, confidence=confidence)
-        return evaluate_ab(arm_b, arm_a, spec.rollout.ab_test, rules.significance, now - candidate.started_at)
+        arms = arm_figures(
+            engine, deployment_id, {"canary": candidate.version, "stable": stable.version}, since, confidence=confidence
+        )
+        return evaluate_ab(
+            arms["canary"], arms["stable"], spec.rollout.ab_test, rules.significance, now - candidate.started_at
+        )
     if candidate.strategy == "Shadow":
         shadow = role_figures(engine, deployment_id, "shadow", candidate.version, since, confidence=confidence)
-        served = role_figures(engine, deployment_id, "stable", stable.version, since, confidence=confidence)
         pairs = paired_figures(engine, deployment_id, candidate.version, stable.version, since)
-        return evaluate_shadow(shadow, served, pairs, rules, spec.rollout.shadow)
-    canary = role_figures(engine, deployment_id, "canary", candidate.version, since, confidence=confidence)
-    baseline = baseline_figures(engine, deployment_id, stable.version, since, rules.min_requests, confidence)
-    return evaluate(canary, baseline, rules)
+        return evaluate_shadow(shadow, pairs, rules, spec.rollout.shadow)
+    arms = arm_figures(
+        engine, deployment_id, {"canary": candidate.version, "stable": stable.version}, since, confidence=confidence
+    )
+    baseline = arms["stable"]
+    if baseline.requests < rules.min_requests:  # the canary at 100%: compare with the stable model's newest rows
+        baseline = baseline_figures(engine, deployment_id, stable.version, since, rules.min_requests, confidence)
+    return evaluate(arms["canary"], baseline, rules)

@@ -4,6 +4,7 @@ same figures computed from the rows in Python."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from mlcore.db import PredictionLog, create_db_engine, session_scope, upgrade_to_head
-from mlpipeline_operator.logs import baseline_figures, quantile_fractions, role_figures
+from mlpipeline_operator.logs import arm_figures, baseline_figures, quantile_fractions, role_figures
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -77,10 +78,21 @@ def test_role_figures_equal_python_over_the_rows(filled: tuple[Engine, list[dict
     assert figures.correct == sum(r["feedback_label"] == r["predicted_sentiment"] for r in labelled)
 
 
-def test_baseline_falls_back_to_the_newest_rows(filled: tuple[Engine, list[dict]]) -> None:
+def test_arms_read_together_equal_each_read_alone(filled: tuple[Engine, list[dict]]) -> None:
     engine, _ = filled
-    in_window = baseline_figures(engine, "ns/m", "1", T0, min_rows=50)
-    assert (in_window.requests, in_window.window) == (200, "window")
-    later = baseline_figures(engine, "ns/m", "1", T0 + timedelta(hours=1), min_rows=50)
-    assert (later.requests, later.window) == (200, "latest")
+    together = arm_figures(engine, "ns/m", {"canary": "2", "stable": "1"}, T0)
+    for role, version in (("canary", "2"), ("stable", "1")):
+        alone = role_figures(engine, "ns/m", role, version, T0)
+        # Sums of floats may add up in another order (parallel workers): the mean agrees to rounding.
+        assert together[role].mean_confidence == pytest.approx(alone.mean_confidence, rel=1e-12)
+        assert replace(together[role], mean_confidence=None) == replace(alone, mean_confidence=None)
+    assert together["stable"].requests == 200 and together["stable"].window == "window"
     assert role_figures(engine, "ns/m", "shadow", "2", T0).requests == 0
+
+
+def test_baseline_is_the_newest_rows_whatever_the_window(filled: tuple[Engine, list[dict]]) -> None:
+    engine, _ = filled
+    later = T0 + timedelta(hours=1)
+    assert role_figures(engine, "ns/m", "stable", "1", later).requests == 0
+    latest = baseline_figures(engine, "ns/m", "1", later, min_rows=50)
+    assert (latest.window, latest.requests) == ("latest", 200)  # up to max(min_rows, 1000) newest rows

@@ -37,7 +37,6 @@ def spec_for(version, routing=None, **shadow):
 
 
 SHADOW = RoleFigures(requests=500, errors=0, latency_p95_ms=30.0, latency_p95_ci_ms=(28.0, 33.0))
-STABLE = RoleFigures(requests=2000, errors=0, latency_p95_ms=25.0)
 
 
 def env_of(isvc):
@@ -46,19 +45,19 @@ def env_of(isvc):
 
 def test_agreement_with_its_wilson_interval():
     spec = spec_for("2")
-    result = evaluate_shadow(SHADOW, STABLE, Pairs(480, 456, 0.04), spec.rollout.analysis, spec.rollout.shadow)
+    result = evaluate_shadow(SHADOW, Pairs(480, 456, 0.04), spec.rollout.analysis, spec.rollout.shadow)
     gate = result.gates[0]
     expected = sp.binomtest(456, 480).proportion_ci(0.95, method="wilson")
     assert (gate.name, gate.verdict, gate.figure) == ("agreement", "pass", pytest.approx(0.95))
     assert gate.ci == pytest.approx((expected.low, expected.high))
     assert result.verdict == "pass" and result.summary.startswith("pass agree 95.0%")
     assert {g.name for g in result.gates} == {"agreement", "shadowErrorRate", "shadowLatencyP95", "confidenceDelta"}
-    disagree = evaluate_shadow(SHADOW, STABLE, Pairs(480, 300, 0.3), spec.rollout.analysis, spec.rollout.shadow)
+    disagree = evaluate_shadow(SHADOW, Pairs(480, 300, 0.3), spec.rollout.analysis, spec.rollout.shadow)
     assert disagree.verdict == "fail" and "below 90.00%" in disagree.reasons[0]
-    few = evaluate_shadow(SHADOW, STABLE, Pairs(60, 60, 0.0), spec.rollout.analysis, spec.rollout.shadow)
+    few = evaluate_shadow(SHADOW, Pairs(60, 60, 0.0), spec.rollout.analysis, spec.rollout.shadow)
     assert few.verdict == "inconclusive" and "60 of 100 mirrored" in few.reasons[0]
     broken = RoleFigures(requests=500, errors=100, latency_p95_ms=30.0)
-    failing = evaluate_shadow(broken, STABLE, Pairs(400, 400, 0.0), spec.rollout.analysis, spec.rollout.shadow)
+    failing = evaluate_shadow(broken, Pairs(400, 400, 0.0), spec.rollout.analysis, spec.rollout.shadow)
     assert failing.verdict == "fail" and any("shadow error rate 20.00%" in r for r in failing.reasons)
 
 
@@ -119,7 +118,7 @@ def started(spec):
 
 
 def result(spec, agree):
-    return evaluate_shadow(SHADOW, STABLE, Pairs(400, agree, 0.05), spec.rollout.analysis, spec.rollout.shadow)
+    return evaluate_shadow(SHADOW, Pairs(400, agree, 0.05), spec.rollout.analysis, spec.rollout.shadow)
 
 
 def test_agreeing_shadow_is_promoted():
