@@ -209,7 +209,11 @@ def _absolute_gates(canary: RoleFigures, stable: RoleFigures, rules: AnalysisSpe
                 samples={"canary": canary.ok},
             )
         )
-    if canary.label_counts and stable.label_counts:
+    labelled = {"canary": sum(canary.label_counts.values()), "stable": sum(stable.label_counts.values())}
+    few = _too_few(labelled["canary"], labelled["stable"], rules.min_requests, "label shift")
+    if few:
+        gates.append(Gate("labelShift", "inconclusive", few, None, rules.max_label_shift, samples=labelled))
+    else:
         shift = jensen_shannon(canary.label_distribution, stable.label_distribution)
         shifted = shift > rules.max_label_shift
         gates.append(
@@ -220,7 +224,7 @@ def _absolute_gates(canary: RoleFigures, stable: RoleFigures, rules: AnalysisSpe
                 f"{rules.max_label_shift:g}",
                 shift,
                 rules.max_label_shift,
-                samples={"canary": sum(canary.label_counts.values()), "stable": sum(stable.label_counts.values())},
+                samples=labelled,
             )
         )
     if rules.min_mean_confidence > 0.0 and canary.mean_confidence is not None:
