@@ -18,6 +18,7 @@ from mlcore.config import get_settings
 from mlcore.errors import InferenceInputError
 from predictor import codecs, metrics
 from predictor.batcher import BatcherFullError, MicroBatcher
+from predictor.mirror import MIRROR_HEADER, Mirror
 from predictor.model_source import ModelSource, resolve_model
 from predictor.prediction_log import PredictionLogWriter
 from predictor.runtime import SentimentRuntime
@@ -45,6 +46,14 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         self.batcher: MicroBatcher | None = None
         self.model_version = settings.model_version or "unknown"
         self.limits = codecs.TextLimits(max_chars=settings.max_text_chars, max_items=settings.max_request_items)
+        self.mirror: Mirror | None = None
+        if settings.mirror_url and settings.mirror_percent > 0:
+            self.mirror = Mirror(
+                settings.mirror_url,
+                settings.mirror_percent,
+                queue_size=settings.mirror_queue_size,
+                timeout_s=settings.mirror_timeout_s,
+            )
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -70,6 +79,8 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         )
         if self.writer is not None:
             self.writer.start()
+        if self.mirror is not None:
+            self.mirror.start()
         self.ready = True
         log.info(
             "predictor ready",
@@ -85,6 +96,8 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
     def stop(self) -> None:
         # The writer is closed by the server after the loop ends (closing may wait on the database).
         self.ready = False
+        if self.mirror is not None:
+            self.mirror.close()
 
     @property
     def labels(self) -> list[str]:
@@ -124,8 +137,11 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         try:
             decoded = codecs.decode_v2(payload, self.limits) if is_v2 else codecs.decode_v1(payload, self.limits)
             request_id = codecs.validate_request_id((headers or {}).get("x-request-id") or decoded.request_id)
+            mirror_of = codecs.validate_request_id((headers or {}).get(MIRROR_HEADER))
         except InferenceInputError as exc:
             raise InvalidInput(str(exc)) from None
+        if request_id is None and self.mirror is not None:
+            request_id = uuid.uuid4().hex  # the shadow's rows name the stable prediction they mirror by it
         ids = [str(uuid.uuid4()) for _ in decoded.texts]
         assert self.batcher is not None
         try:
@@ -141,7 +157,12 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         latency_ms = (time.perf_counter() - start) * 1000
         predictions = codecs.to_predictions(probabilities, self.labels, ids)
         metrics.REQUEST_LATENCY.labels("v2" if is_v2 else "v1").observe(latency_ms / 1000)
-        self._record(decoded.texts, predictions, request_id, latency_ms)
+        mirrored = None
+        if self.settings.deployment_role == "shadow":  # a copy from the stable predictor, or from a Gateway mirror
+            mirrored = mirror_of or request_id
+        self._record(decoded.texts, predictions, request_id, latency_ms, mirrored)
+        if self.mirror is not None and request_id is not None:
+            self.mirror.offer(decoded.texts, request_id)
         if is_v2:
             return codecs.encode_v2(
                 payload,
@@ -176,7 +197,12 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         }
 
     def _record(
-        self, texts: list[str], predictions: list[codecs.Prediction], request_id: str | None, latency_ms: float
+        self,
+        texts: list[str],
+        predictions: list[codecs.Prediction],
+        request_id: str | None,
+        latency_ms: float,
+        mirrored_request_id: str | None = None,
     ) -> None:
         role = self.settings.deployment_role
         rows = []
@@ -189,6 +215,8 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
                 confidence=prediction.score,
                 probabilities=dict(zip(self.labels, prediction.probabilities, strict=True)),
             )
+            if mirrored_request_id is not None:
+                row["mirrored_request_id"] = mirrored_request_id
             rows.append(row)
         if self.writer is not None:
             self.writer.log(rows)

@@ -44,6 +44,7 @@ ROW_FIELDS = (
     "role",
     "latency_ms",
     "request_id",
+    "mirrored_request_id",
     "status",
     "error_message",
     "predicted_at",

@@ -29,7 +29,7 @@ class PredictorSettings(BaseSettings):
 
     # --- identity stamped on every log row (set by the operator) ---
     deployment_id: str | None = Field(None, validation_alias=AliasChoices("DEPLOYMENT_ID", "deployment_id"))
-    deployment_role: Literal["stable", "canary"] = Field(
+    deployment_role: Literal["stable", "canary", "shadow"] = Field(
         "stable", validation_alias=AliasChoices("DEPLOYMENT_ROLE", "deployment_role")
     )
     model_version: str | None = Field(None, validation_alias=AliasChoices("MODEL_VERSION", "model_version"))
@@ -69,6 +69,12 @@ class PredictorSettings(BaseSettings):
         None, description="File holding the bearer token feedback needs (a mounted Secret key)"
     )
     feedback_token: SecretStr | None = Field(None, description="The token itself (prefer the file)")
+
+    # --- shadow mirroring (set by the operator on the stable predictor of a Shadow rollout) ---
+    mirror_url: str | None = Field(None, description="The shadow predictor's v1 :predict URL; unset: no mirroring")
+    mirror_percent: float = Field(0.0, ge=0, le=100, description="Share of requests copied to the shadow")
+    mirror_queue_size: int = Field(1000, ge=1, le=1_000_000, description="Copies waiting at most; more are dropped")
+    mirror_timeout_s: float = Field(2.0, gt=0, le=60)
 
     # --- transport ---
     http_port: int = Field(8080, ge=0, le=65535)

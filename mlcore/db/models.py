@@ -64,6 +64,8 @@ class PredictionLog(Base):
     role: Mapped[str | None] = mapped_column(String(16))
     latency_ms: Mapped[float] = mapped_column(Float)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # Shadow rows: the request_id of the stable prediction this one mirrors (the shadow analysis joins on it).
+    mirrored_request_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
     error_message: Mapped[str | None] = mapped_column(Text)
     predicted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

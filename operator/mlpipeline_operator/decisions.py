@@ -22,7 +22,7 @@ class Record:
     """One model_deployments row, keyed by (deployment, rollout_id, deployment_type)."""
 
     rollout_id: str
-    deployment_type: Literal["stable", "canary"]
+    deployment_type: Literal["stable", "canary", "shadow"]
     version: str
     storage_uri: str
     is_active: bool
@@ -96,20 +96,39 @@ def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int
         return deploy(state, spec, generation, now)
 
     rid = rollout_id(generation, model.version)
-    weight = spec.rollout.steps[0]
+    strategy = spec.rollout.strategy
+    weight = initial_weight(spec)
     records: list[Record] = []
     new = state
     if state.canary:
         records.append(_canary_record(state.canary, "superseded", ended=True))
         new = new.with_history(state.canary.rollout_id, state.canary.version, "superseded", now, "newer model")
-    canary = Canary(model.version, model.storage_uri, rid, weight, 0, now, now)
+    canary = Canary(model.version, model.storage_uri, rid, weight, 0, now, now, strategy=strategy)
     records.append(_canary_record(canary, "progressing"))
     records.append(_stable_record(state.stable, 100 - weight, None, active=True))
-    message = f"canary of version {model.version} started at {weight}% (stable {state.stable.version})"
+    message = f"{_STARTED[strategy]} of version {model.version} started at {weight}% (stable {state.stable.version})"
     new = replace(
-        new, phase="Progressing", message=message, canary=canary, rollout_id=rid, observed_generation=generation
+        new,
+        phase="Progressing",
+        message=message,
+        canary=canary,
+        rollout_id=rid,
+        observed_generation=generation,
+        analysis=None,
     )
     return Decision(new, "CanaryStarted", message, records=tuple(records))
+
+
+_STARTED = {"Canary": "canary", "ABTest": "A/B test", "Shadow": "shadow"}
+
+
+def initial_weight(spec: ModelDeploymentSpec) -> int:
+    """The candidate's share of the client traffic when it starts: the first step, the A/B weight, or none."""
+    if spec.rollout.strategy == "ABTest":
+        return spec.rollout.ab_test.weights.candidate
+    if spec.rollout.strategy == "Shadow":
+        return 0
+    return spec.rollout.steps[0]
 
 
 def became_ready(state: RolloutState) -> Decision:
@@ -129,17 +148,33 @@ def analysis_due(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) 
 
 
 def analysis_window_start(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) -> datetime:
-    """The window never reaches before the canary started: older rows belong to another rollout."""
+    """The window never reaches before the canary started: older rows belong to another rollout.
+    An A/B test is judged on everything since it started."""
     assert state.canary is not None
+    if state.canary.strategy == "ABTest":
+        return state.canary.started_at
     return max(now - spec.rollout.analysis.window_delta, state.canary.started_at)
 
 
-def judge(state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime) -> Decision:
+def judge(
+    state: RolloutState,
+    spec: ModelDeploymentSpec,
+    result: AnalysisResult,
+    now: datetime,
+    window_start: datetime | None = None,
+) -> Decision:
     """One analysis: pass -> next step (or promotion), fail -> count it (roll back at maxFailedChecks)."""
     canary = state.canary
     assert canary is not None and state.stable is not None
     figures = {**result.as_status(), "at": iso(now)}
-    canary = replace(canary, last_analysis_at=now, last_analysis=figures)
+    if window_start is not None:
+        figures["windowStart"] = iso(window_start)
+    canary = replace(canary, last_analysis_at=now)
+    state = replace(state, analysis=figures)
+    if canary.strategy == "ABTest":
+        return _judge_ab(replace(state, canary=canary), spec, result, now, figures)
+    if canary.strategy == "Shadow" and result.verdict == "pass":
+        return _shadow_agrees(replace(state, canary=canary), spec, result, now, figures)
     steps = spec.rollout.steps
     if result.verdict == "inconclusive":
         message = f"analysis at {canary.weight}%: {'; '.join(result.reasons)}"
@@ -149,6 +184,20 @@ def judge(state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult
         limit = spec.rollout.max_failed_checks
         message = f"analysis failed ({canary.checks_failed}/{limit}) at {canary.weight}%: {'; '.join(result.reasons)}"
         failed = replace(state, canary=canary, message=message)
+        if canary.checks_failed >= limit and canary.strategy == "Shadow" and spec.rollout.shadow.on_failure == "Keep":
+            # Kept for inspection: no more judging; the annotations decide (promote or rollback).
+            canary = replace(canary, awaiting_promotion=True)
+            message = (
+                f"shadow kept after {canary.checks_failed} failed checks ({'; '.join(result.reasons)}): annotate "
+                "mlpipeline.io/rollback=true to remove it or mlpipeline.io/promote=true to promote it anyway"
+            )
+            return Decision(
+                replace(failed, canary=canary, message=message),
+                "ShadowKept",
+                message,
+                "Warning",
+                records=(_canary_record(canary, "progressing", metrics=figures),),
+            )
         if canary.checks_failed >= limit:
             return roll_back(
                 failed,
@@ -186,12 +235,57 @@ def judge(state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult
     )
 
 
+def _shadow_agrees(
+    state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime, figures: dict[str, Any]
+) -> Decision:
+    canary = state.canary
+    assert canary is not None
+    canary = replace(canary, checks_passed=canary.checks_passed + 1)
+    if spec.rollout.auto_promote:
+        return promote(replace(state, canary=canary), now, f"shadow agreed: {result.summary}", metrics=figures)
+    canary = replace(canary, awaiting_promotion=True)
+    message = f"shadow agreed ({result.summary}): annotate mlpipeline.io/promote=true to promote it"
+    return Decision(
+        replace(state, canary=canary, message=message),
+        "AwaitingPromotion",
+        message,
+        records=(_canary_record(canary, "progressing", metrics=figures),),
+    )
+
+
+def _judge_ab(
+    state: RolloutState, spec: ModelDeploymentSpec, result: AnalysisResult, now: datetime, figures: dict[str, Any]
+) -> Decision:
+    """Live figures until the experiment ends; then the winner is promoted, a losing candidate rolled back, and an
+    inconclusive one removed with the stable model kept."""
+    canary = state.canary
+    assert canary is not None
+    why = "; ".join(g.message for g in result.gates)
+    if not result.final:
+        message = f"A/B test of version {canary.version}: {why}"
+        return Decision(replace(state, message=message), "ExperimentRunning", message)
+    if result.winner == "canary":
+        if spec.rollout.auto_promote:
+            return promote(state, now, f"A/B test won: {why}", metrics=figures)
+        canary = replace(canary, awaiting_promotion=True)
+        message = f"A/B test won ({why}): annotate mlpipeline.io/promote=true to promote version {canary.version}"
+        return Decision(
+            replace(state, canary=canary, message=message),
+            "AwaitingPromotion",
+            message,
+            records=(_canary_record(canary, "progressing", metrics=figures),),
+        )
+    if result.winner == "stable":
+        return roll_back(state, now, f"A/B test lost: {why}", metrics=figures)
+    return roll_back(state, now, f"A/B test inconclusive: {why}", metrics=figures, outcome="inconclusive")
+
+
 def promote(state: RolloutState, now: datetime, why: str, metrics: dict[str, Any] | None = None) -> Decision:
     """The canary becomes the stable model; the old stable model is retired."""
     canary, stable = state.canary, state.stable
     if canary is None or stable is None:
         return nothing(state, "no canary to promote")
-    metrics = metrics if metrics is not None else canary.last_analysis
+    metrics = metrics if metrics is not None else state.analysis
     message = f"version {canary.version} promoted ({why}); version {stable.version} retired"
     records = (
         _canary_record(replace(canary, weight=100), "promoted", metrics=metrics, active=False, ended=True),
@@ -220,7 +314,7 @@ def roll_back(
     canary, stable = state.canary, state.stable
     if canary is None or stable is None:
         return nothing(state, "no canary to roll back")
-    metrics = metrics if metrics is not None else canary.last_analysis
+    metrics = metrics if metrics is not None else state.analysis
     records = (
         _canary_record(canary, outcome, metrics=metrics, active=False, ended=True),
         _stable_record(stable, 100, None, active=True),
@@ -232,7 +326,10 @@ def roll_back(
     new = replace(state, phase=phase, message=message, canary=None).with_history(
         canary.rollout_id, canary.version, outcome, now, why
     )
-    return Decision(new, "RolledBack" if outcome == "rolled_back" else "CanaryCancelled", message, "Warning", records)
+    return Decision(new, _ENDED[outcome], message, "Warning", records)
+
+
+_ENDED = {"rolled_back": "RolledBack", "cancelled": "CanaryCancelled", "inconclusive": "ExperimentInconclusive"}
 
 
 def pause(state: RolloutState) -> Decision:
@@ -300,7 +397,7 @@ def _canary_record(
 ) -> Record:
     return Record(
         canary.rollout_id,
-        "canary",
+        "shadow" if canary.strategy == "Shadow" else "canary",
         canary.version,
         canary.storage_uri,
         active,

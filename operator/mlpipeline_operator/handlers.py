@@ -29,15 +29,14 @@ from mlpipeline_operator import (
     metrics,
     policy,
 )
-from mlpipeline_operator.analysis import evaluate, window_stats
 from mlpipeline_operator.decisions import Decision
-from mlpipeline_operator.logs import fetch_baseline, fetch_rows
 from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
-from mlpipeline_operator.render import Owner, ServedModel, canary_name, is_ready, render
+from mlpipeline_operator.render import Owner, ServedModel, canary_name, candidate_name, is_ready, render
 from mlpipeline_operator.runtime import Runtime
 from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec
 from mlpipeline_operator.state import RolloutState, from_status, to_status
+from mlpipeline_operator.strategies import measure
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +45,19 @@ _STATUS_ONLY = {
     "NoChange",
     "AnalysisWaiting",
     "AnalysisInconclusive",
+    "ExperimentRunning",
     "AnalysisFailed",
     "AwaitingPromotion",
     "Paused",
     "Resumed",
+    "ShadowKept",
 }
-_ROLLOUT_OUTCOMES = {"Promoted": "promoted", "RolledBack": "rolled_back", "CanaryCancelled": "cancelled"}
+_ROLLOUT_OUTCOMES = {
+    "Promoted": "promoted",
+    "RolledBack": "rolled_back",
+    "CanaryCancelled": "cancelled",
+    "ExperimentInconclusive": "inconclusive",
+}
 _TRUE = {"true", "yes", "1"}
 
 Transition = Callable[[RolloutState, ModelDeploymentSpec, dict[str, Any]], Decision]
@@ -135,7 +141,8 @@ def _apply_children(runtime: Runtime, owner: Owner, spec: ModelDeploymentSpec, s
     stable = ServedModel(state.stable.version, state.stable.storage_uri)
     canary = ServedModel(state.canary.version, state.canary.storage_uri) if state.canary else None
     weight = state.canary.weight if state.canary else 0
-    desired = render(owner, spec, stable, canary, weight, runtime.defaults)
+    strategy = state.canary.strategy if state.canary else "Canary"
+    desired = render(owner, spec, stable, canary, weight, runtime.defaults, strategy)
     # While the promoted model rolls out on the stable InferenceService, the old canary keeps serving.
     keep = {canary_name(owner.name)} if state.phase == "Promoting" else set()
     runtime.kube.apply(desired, owner.namespace, owner.name, keep=keep)
@@ -154,9 +161,10 @@ def _readiness(
     """Ready when the stable InferenceService (and, in RawDeployment mode, the canary one) reports Ready."""
     ready, message = is_ready(runtime.kube.get_inference_service(namespace, name))
     if ready and state.canary and spec.deployment_mode == "RawDeployment":
-        canary_ready, canary_message = is_ready(runtime.kube.get_inference_service(namespace, canary_name(name)))
+        candidate = candidate_name(name, state.canary.strategy)
+        canary_ready, canary_message = is_ready(runtime.kube.get_inference_service(namespace, candidate))
         if not canary_ready:
-            return False, f"canary: {canary_message}"
+            return False, f"{state.canary.strategy.lower()}: {canary_message}"
     return ready, message
 
 
@@ -277,13 +285,9 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_:
             return Decision(replace(state, message=message), "AnalysisWaiting", message)
         started = time.perf_counter()
         since = decisions.analysis_window_start(state, spec, moment)
-        deployment_id = f"{namespace}/{name}"
-        rules = spec.rollout.analysis
-        canary_rows = fetch_rows(runtime.engine, deployment_id, "canary", state.canary.version, since)
-        stable_rows = fetch_baseline(runtime.engine, deployment_id, state.stable.version, since, rules.min_requests)
-        result = evaluate(window_stats(canary_rows), window_stats(stable_rows), rules)
+        result = measure(runtime.engine, f"{namespace}/{name}", state, spec, since, moment)
         metrics.ANALYSIS_SECONDS.inc(time.perf_counter() - started)
-        return decisions.judge(state, spec, result, moment)
+        return decisions.judge(state, spec, result, moment, since)
 
     try:
         _act(runtime, namespace, name, "analysis", transition)

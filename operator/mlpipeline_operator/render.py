@@ -26,7 +26,7 @@ from mlpipeline_operator import (
 )
 from mlpipeline_operator.spec import ModelDeploymentSpec
 
-Role = Literal["stable", "canary"]
+Role = Literal["stable", "canary", "shadow"]
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 
 
@@ -70,6 +70,21 @@ def canary_name(name: str) -> str:
     return f"{name}-canary"
 
 
+def shadow_name(name: str) -> str:
+    return f"{name}-shadow"
+
+
+def candidate_name(name: str, strategy: str) -> str:
+    """The candidate's InferenceService: <name>-shadow for a shadow (it serves no client), else <name>-canary."""
+    return shadow_name(name) if strategy == "Shadow" else canary_name(name)
+
+
+def mirror_url(owner: Owner, model_name: str) -> str:
+    """The shadow predictor's v1 endpoint, through its KServe RawDeployment Service (<isvc>-predictor, port 80)."""
+    service = f"{shadow_name(owner.name)}-predictor"
+    return f"http://{service}.{owner.namespace}.svc.cluster.local/v1/models/{model_name}:predict"
+
+
 def render(
     owner: Owner,
     spec: ModelDeploymentSpec,
@@ -77,8 +92,9 @@ def render(
     canary: ServedModel | None = None,
     weight: int = 0,
     defaults: Defaults | None = None,
+    strategy: str = "Canary",
 ) -> Desired:
-    """The children for a stable model and an optional canary at `weight` percent."""
+    """The children for a stable model and an optional candidate at `weight` percent, run under `strategy`."""
     defaults = defaults or Defaults()
     services: dict[str, dict[str, Any]] = {}
     if spec.deployment_mode == "Serverless":
@@ -91,16 +107,41 @@ def render(
         services[owner.name] = _inference_service(owner, owner.name, spec, predictor, "stable", stable, canary)
         return Desired(services, None)
 
+    shadowing = canary is not None and strategy == "Shadow"
+    mirror = spec.rollout.shadow
+    extra: list[dict[str, Any]] = []
+    if shadowing and mirror.mirror_by == "Predictor":
+        # No mesh needed: the stable predictor forwards a sampled copy itself (predictor/mirror.py).
+        extra = [
+            {"name": "PREDICTOR_MIRROR_URL", "value": mirror_url(owner, spec.model.name)},
+            {"name": "PREDICTOR_MIRROR_PERCENT", "value": f"{mirror.mirror_percent:g}"},
+        ]
     services[owner.name] = _inference_service(
-        owner, owner.name, spec, _predictor(owner, spec, stable, "stable", defaults), "stable", stable, None
+        owner, owner.name, spec, _predictor(owner, spec, stable, "stable", defaults, extra), "stable", stable, None
     )
     if canary is not None:
-        name = canary_name(owner.name)
+        role: Role = "shadow" if shadowing else "canary"
+        name = candidate_name(owner.name, strategy)
         services[name] = _inference_service(
-            owner, name, spec, _predictor(owner, spec, canary, "canary", defaults), "canary", canary, None
+            owner, name, spec, _predictor(owner, spec, canary, role, defaults), role, canary, None
         )
-    route = _route(owner, spec, weight if canary is not None else 0) if spec.routing.parent_ref else None
+    route = None
+    if spec.routing.parent_ref:
+        sticky = canary is not None and strategy == "ABTest"
+        route = _route(owner, spec, weight if canary is not None and not shadowing else 0, sticky)
+        if shadowing and mirror.mirror_by == "Gateway":
+            route["spec"]["rules"][0]["filters"] = [_request_mirror(owner, mirror.mirror_percent)]
     return Desired(services, route)
+
+
+def _request_mirror(owner: Owner, percent: float) -> dict[str, Any]:
+    """Gateway API RequestMirror: the Gateway copies `percent` of the requests to the shadow, answers ignored."""
+    mirror: dict[str, Any] = {"backendRef": {"name": f"{shadow_name(owner.name)}-predictor", "port": 80}}
+    if float(percent).is_integer():
+        mirror["percent"] = int(percent)
+    else:
+        mirror["fraction"] = {"numerator": round(percent * 100), "denominator": 10_000}
+    return {"type": "RequestMirror", "requestMirror": mirror}
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
@@ -179,7 +220,12 @@ def _env_from(spec: ModelDeploymentSpec, defaults: Defaults) -> list[dict[str, A
 
 
 def _predictor(
-    owner: Owner, spec: ModelDeploymentSpec, model: ServedModel, role: Role, defaults: Defaults
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    model: ServedModel,
+    role: Role,
+    defaults: Defaults,
+    extra_env: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     p = spec.predictor
     predictor: dict[str, Any] = {
@@ -190,7 +236,7 @@ def _predictor(
     if p.service_account_name:
         predictor["serviceAccountName"] = p.service_account_name
     container: dict[str, Any] = {
-        "env": _env(owner, spec, model, role),
+        "env": _env(owner, spec, model, role) + (extra_env or []),
         "resources": {k: dict(v) for k, v in p.resources.items()},
     }
     env_from = _env_from(spec, defaults)
@@ -218,7 +264,7 @@ def _predictor(
     return predictor
 
 
-def _route(owner: Owner, spec: ModelDeploymentSpec, weight: int) -> dict[str, Any]:
+def _route(owner: Owner, spec: ModelDeploymentSpec, weight: int, sticky: bool = False) -> dict[str, Any]:
     parent = spec.routing.parent_ref
     assert parent is not None
     parent_ref: dict[str, Any] = {"name": parent.name}
@@ -227,7 +273,17 @@ def _route(owner: Owner, spec: ModelDeploymentSpec, weight: int) -> dict[str, An
     backends = [{"name": f"{owner.name}-predictor", "port": 80, "weight": 100 - weight}]
     if weight:
         backends.append({"name": f"{canary_name(owner.name)}-predictor", "port": 80, "weight": weight})
-    route_spec: dict[str, Any] = {"parentRefs": [parent_ref], "rules": [{"backendRefs": backends}]}
+    rule: dict[str, Any] = {"backendRefs": backends}
+    stickiness = spec.rollout.ab_test.stickiness
+    if sticky and stickiness is not None:
+        # A/B: the Gateway pins each user (the header's value, or its session cookie) to one backend, so a user
+        # stays in one arm (Gateway API session persistence, GEP-1619).
+        rule["sessionPersistence"] = (
+            {"sessionName": stickiness.header, "type": "Header"}
+            if stickiness.header
+            else {"sessionName": stickiness.cookie, "type": "Cookie"}
+        )
+    route_spec: dict[str, Any] = {"parentRefs": [parent_ref], "rules": [rule]}
     if spec.routing.hostnames:
         route_spec["hostnames"] = list(spec.routing.hostnames)
     return {

@@ -93,6 +93,10 @@ class AnalysisSpec(_Model):
     max_latency_p95_ms: float = Field(1000.0, alias="maxLatencyP95Ms", gt=0.0, le=3_600_000.0)
     max_label_shift: float = Field(0.1, alias="maxLabelShift", ge=0.0, le=1.0)
     min_mean_confidence: float = Field(0.0, alias="minMeanConfidence", ge=0.0, le=1.0)
+    # Relative gates: the candidate against the stable model over the same window.
+    significance: float = Field(0.05, gt=0.0, le=0.5)
+    max_latency_ratio: float = Field(1.2, alias="maxLatencyRatio", ge=1.0, le=100.0)
+    label_test: Literal["G", "ChiSquare", "Off"] = Field("G", alias="labelTest")
 
     @field_validator("window")
     @classmethod
@@ -105,13 +109,73 @@ class AnalysisSpec(_Model):
         return parse_duration(self.window)
 
 
+class Weights(_Model):
+    stable: int = Field(50, ge=0, le=100)
+    candidate: int = Field(50, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _sum(self) -> Weights:
+        if self.stable + self.candidate != 100:
+            raise ValueError(f"weights must sum to 100 (got {self.stable} + {self.candidate})")
+        if self.candidate == 0:
+            raise ValueError("the candidate needs a weight above 0")
+        return self
+
+
+class Stickiness(_Model):
+    header: str | None = Field(None, min_length=1, max_length=256)
+    cookie: str | None = Field(None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one(self) -> Stickiness:
+        if bool(self.header) == bool(self.cookie):
+            raise ValueError("name exactly one of header or cookie")
+        return self
+
+
+class ABTestSpec(_Model):
+    weights: Weights = Field(default_factory=Weights)
+    stickiness: Stickiness | None = None
+    min_samples: int = Field(500, alias="minSamples", ge=1, le=10_000_000)
+    max_duration: str = Field("168h", alias="maxDuration")
+
+    @field_validator("max_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _positive_duration(value)
+        return value
+
+    @property
+    def max_duration_delta(self) -> timedelta:
+        return parse_duration(self.max_duration)
+
+
+class ShadowSpec(_Model):
+    mirror_percent: float = Field(100.0, alias="mirrorPercent", gt=0.0, le=100.0)
+    mirror_by: Literal["Predictor", "Gateway"] = Field("Predictor", alias="mirrorBy")
+    min_agreement: float = Field(0.9, alias="minAgreement", ge=0.0, le=1.0)
+    max_confidence_delta: float = Field(1.0, alias="maxConfidenceDelta", ge=0.0, le=1.0)
+    on_failure: Literal["RollBack", "Keep"] = Field("RollBack", alias="onFailure")
+
+
+Strategy = Literal["Canary", "ABTest", "Shadow", "Immediate"]
+
+
 class RolloutSpec(_Model):
-    strategy: Literal["Canary", "Immediate"] = "Canary"
+    strategy: Strategy = "Canary"
     steps: tuple[int, ...] = (10, 25, 50, 100)
     interval: str = "1m"
     max_failed_checks: int = Field(3, alias="maxFailedChecks", ge=1, le=100)
     auto_promote: bool = Field(True, alias="autoPromote")
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    ab_test: ABTestSpec = Field(default_factory=ABTestSpec, alias="abTest")
+    shadow: ShadowSpec = Field(default_factory=ShadowSpec)
+
+    @model_validator(mode="after")
+    def _strategy_fields(self) -> RolloutSpec:
+        if self.strategy == "ABTest" and self.ab_test.stickiness is None:
+            raise ValueError("strategy ABTest needs abTest.stickiness (a header or cookie that names the user)")
+        return self
 
     @field_validator("steps")
     @classmethod
@@ -145,6 +209,17 @@ class ModelDeploymentSpec(_Model):
     deployment_mode: Literal["RawDeployment", "Serverless"] = Field("RawDeployment", alias="deploymentMode")
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+
+    @model_validator(mode="after")
+    def _routing(self) -> ModelDeploymentSpec:
+        strategy = self.rollout.strategy
+        if strategy in ("ABTest", "Shadow") and self.deployment_mode != "RawDeployment":
+            raise ValueError(f"strategy {strategy} needs deploymentMode RawDeployment")
+        if strategy == "ABTest" and self.routing.parent_ref is None:
+            raise ValueError("strategy ABTest splits traffic with an HTTPRoute: set routing.parentRef")
+        if strategy == "Shadow" and self.rollout.shadow.mirror_by == "Gateway" and self.routing.parent_ref is None:
+            raise ValueError("shadow.mirrorBy Gateway mirrors through an HTTPRoute: set routing.parentRef")
+        return self
 
 
 def _positive_duration(value: str) -> None:

@@ -39,8 +39,8 @@ class Canary:
     checks_passed: int = 0
     checks_failed: int = 0
     last_analysis_at: datetime | None = None
-    last_analysis: dict[str, Any] | None = None
     awaiting_promotion: bool = False
+    strategy: str = "Canary"  # the rollout strategy this candidate runs under (Canary, ABTest, Shadow)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class RolloutState:
     conditions: tuple[dict[str, Any], ...] = ()
     observed_generation: int | None = None
     inference_service: str | None = None
+    # The last analysis of the current (or last) experiment: kept after it ends, so its verdict stays readable.
+    analysis: dict[str, Any] | None = None
 
     def with_history(self, rollout_id: str, version: str, outcome: str, at: datetime, message: str) -> RolloutState:
         entry = {"rolloutId": rollout_id, "version": version, "outcome": outcome, "at": iso(at), "message": message}
@@ -74,6 +76,8 @@ def from_status(status: dict[str, Any] | None) -> RolloutState:
         conditions=tuple(status.get("conditions") or ()),
         observed_generation=status.get("observedGeneration"),
         inference_service=status.get("inferenceService"),
+        # Before status.analysis existed the figures lived in status.canary.lastAnalysis.
+        analysis=status.get("analysis") or (canary or {}).get("lastAnalysis") or None,
     )
 
 
@@ -90,8 +94,8 @@ def _canary_from(raw: dict[str, Any]) -> Canary:
         checks_passed=int(raw.get("checksPassed", 0)),
         checks_failed=int(raw.get("checksFailed", 0)),
         last_analysis_at=parse_time(raw.get("lastAnalysisAt")),
-        last_analysis=raw.get("lastAnalysis"),
         awaiting_promotion=bool(raw.get("awaitingPromotion", False)),
+        strategy=raw.get("strategy") or "Canary",
     )
 
 
@@ -122,6 +126,8 @@ def _status(state: RolloutState) -> dict[str, Any]:
         status["observedGeneration"] = state.observed_generation
     if state.inference_service:
         status["inferenceService"] = state.inference_service
+    if state.analysis:
+        status["analysis"] = state.analysis
     if state.stable:
         status["stable"] = {
             "version": state.stable.version,
@@ -141,8 +147,8 @@ def _status(state: RolloutState) -> dict[str, Any]:
             "startedAt": iso(c.started_at),
             "stepStartedAt": iso(c.step_started_at),
             "awaitingPromotion": c.awaiting_promotion,
+            "strategy": c.strategy,
         }
         canary["lastAnalysisAt"] = iso(c.last_analysis_at) if c.last_analysis_at else None
-        canary["lastAnalysis"] = c.last_analysis
         status["canary"] = canary
     return status

@@ -11,6 +11,8 @@ from tests.fixtures.operator_harness import Cluster, model_deployment
 
 pytestmark = pytest.mark.k8s
 
+ROUTE = {"parentRef": {"name": "gateway"}}
+AB = {"strategy": "ABTest", "abTest": {"stickiness": {"header": "x-user-id"}}}
 INVALID = [
     ("steps-not-increasing", {"rollout": {"steps": [10, 50, 25, 100]}}, "rollout.steps must be strictly increasing"),
     ("steps-duplicate", {"rollout": {"steps": [10, 10, 100]}}, "rollout.steps must be strictly increasing"),
@@ -30,6 +32,41 @@ INVALID = [
     ("reserved-env", {"predictor": {"env": [{"name": "DEPLOYMENT_ROLE", "value": "x"}]}}, "must not set DEPLOYMENT_ID"),
     ("mode", {"deploymentMode": "Magic"}, 'Unsupported value: "Magic"'),
     ("failed-checks", {"rollout": {"maxFailedChecks": 0}}, "maxFailedChecks must be between 1 and 100"),
+    ("significance", {"rollout": {"analysis": {"significance": 0.9}}}, "significance must be above 0 and at most 0.5"),
+    ("latency-ratio", {"rollout": {"analysis": {"maxLatencyRatio": 0.8}}}, "maxLatencyRatio must be between 1 and"),
+    ("label-test", {"rollout": {"analysis": {"labelTest": "KS"}}}, 'Unsupported value: "KS"'),
+    (
+        "ab-weights",
+        {"routing": ROUTE, "rollout": {**AB, "abTest": {**AB["abTest"], "weights": {"stable": 70, "candidate": 40}}}},
+        "rollout.abTest.weights must sum to 100",
+    ),
+    ("ab-no-stickiness", {"routing": ROUTE, "rollout": {"strategy": "ABTest"}}, "needs rollout.abTest.stickiness"),
+    (
+        "ab-two-keys",
+        {"routing": ROUTE, "rollout": {"strategy": "ABTest", "abTest": {"stickiness": {"header": "a", "cookie": "b"}}}},
+        "name exactly one of header or cookie",
+    ),
+    ("ab-no-route", {"rollout": AB}, "ABTest splits the traffic with a Gateway API HTTPRoute"),
+    (
+        "ab-serverless",
+        {"deploymentMode": "Serverless", "routing": ROUTE, "rollout": AB},
+        "need deploymentMode RawDeployment",
+    ),
+    (
+        "mirror-percent",
+        {"rollout": {"strategy": "Shadow", "shadow": {"mirrorPercent": 120}}},
+        "mirrorPercent must be above 0",
+    ),
+    (
+        "mirror-zero",
+        {"rollout": {"strategy": "Shadow", "shadow": {"mirrorPercent": 0}}},
+        "mirrorPercent must be above 0",
+    ),
+    (
+        "gateway-mirror-no-route",
+        {"rollout": {"strategy": "Shadow", "shadow": {"mirrorBy": "Gateway"}}},
+        "RequestMirror filter: set routing.parentRef",
+    ),
 ]
 
 
@@ -92,6 +129,17 @@ def test_valid_spec_gets_every_default(cluster: Cluster) -> None:
             "maxLatencyP95Ms": 1000,
             "maxLabelShift": 0.1,
             "minMeanConfidence": 0,
+            "significance": 0.05,
+            "maxLatencyRatio": 1.2,
+            "labelTest": "G",
+        },
+        "abTest": {"weights": {"stable": 50, "candidate": 50}, "minSamples": 500, "maxDuration": "168h"},
+        "shadow": {
+            "mirrorPercent": 100,
+            "mirrorBy": "Predictor",
+            "minAgreement": 0.9,
+            "maxConfidenceDelta": 1,
+            "onFailure": "RollBack",
         },
     }
 

@@ -33,8 +33,9 @@ def env(container: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"]}
 
 
-def deploy_v1(cluster: Cluster, name: str, **spec: object) -> None:
-    cluster.create(model_deployment(name, "1", rollout={**FAST, "steps": [50, 100]}, **spec))
+def deploy_v1(cluster: Cluster, name: str, analysis: dict | None = None, **spec: object) -> None:
+    rollout = {**FAST, "steps": [50, 100], "analysis": {**FAST["analysis"], **(analysis or {})}}
+    cluster.create(model_deployment(name, "1", rollout=rollout, **spec))
     cluster.make_ready(name)
     cluster.wait_phase(name, "Succeeded")
 
@@ -80,7 +81,7 @@ def test_create_makes_the_inference_service_and_fills_status(
         "Degraded": "False",
     }
     table = kube_apiserver.kubectl("get", "md", "web", "-n", cluster.namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "STABLE", "CANARY", "WEIGHT", "AGE"]
+    assert table[0].split() == ["NAME", "PHASE", "STABLE", "CANDIDATE", "STRATEGY", "WEIGHT", "FIGURE", "AGE"]
     assert table[1].split()[:3] == ["web", "Succeeded", "1"]
     assert rows(engine, f"{cluster.namespace}/web") == [("g1-v1", "stable", "1", True, 100, "deployed")]
     reasons = wait_for(lambda: {r for r, _ in cluster.events("web")} >= {"Deploying", "Ready"}, "events")
@@ -124,14 +125,23 @@ def test_healthy_canary_advances_and_is_promoted(cluster: Cluster, operator: Ope
                 ModelDeployment.rollout_id == "g2-v2", ModelDeployment.deployment_type == "canary"
             )
         ).scalar_one()
-        assert promoted.model_metrics["verdict"] == "pass" and promoted.model_metrics["canary"]["requests"] == 40
+        assert (
+            promoted.model_metrics["verdict"] == "pass" and promoted.model_metrics["arms"]["canary"]["requests"] == 40
+        )
+        gates = {g["name"]: g for g in promoted.model_metrics["gates"]}
+        assert gates["errorRateVsStable"]["samples"] == {"canary": 40, "stable": 100}
+        assert gates["latencyRatio"]["verdict"] == "pass" and gates["labelDistribution"]["pValue"] == 1.0
         assert promoted.ended_at is not None
+    analysis = status["analysis"]  # kept in the status after the canary is gone
+    assert analysis["verdict"] == "pass" and analysis["summary"].startswith("pass")
     reasons = {r for r, _ in cluster.events("m")}
     assert {"CanaryStarted", "CanaryAdvanced", "Promoted"} <= reasons
 
 
 BAD = {
     "errors": ({"errors": 15}, "error rate"),
+    # 20% errors is within this spec's absolute maxErrorRate; the stable model had none: significantly worse.
+    "more-errors-than-stable": ({"errors": 8}, "significantly higher"),
     "slow": ({"latency_ms": 5000.0}, "p95 latency"),
     "label-shift": ({"positive_share": 1.0}, "label shift"),
 }
@@ -140,7 +150,8 @@ BAD = {
 @pytest.mark.parametrize("kind", list(BAD))
 def test_bad_canary_is_rolled_back(cluster: Cluster, operator: OperatorThread, engine: Engine, kind: str) -> None:
     did = f"{cluster.namespace}/b"
-    deploy_v1(cluster, "b")
+    # The absolute error-rate gate lets 20% through: only the comparison with the stable model can refuse it.
+    deploy_v1(cluster, "b", {"maxErrorRate": 0.5} if kind == "more-errors-than-stable" else None)
     log_predictions(engine, did, "stable", "1", 200, positive_share=0.5)
     start_canary(cluster, "b")
     bad, reason = BAD[kind]
@@ -158,6 +169,30 @@ def test_bad_canary_is_rolled_back(cluster: Cluster, operator: OperatorThread, e
         ("g2-v2", "canary", "2", False, 50, "rolled_back"),
     ]
     assert any(r == "RolledBack" and reason in m for r, m in cluster.events("b"))
+    assert status["analysis"]["verdict"] == "fail" and any(reason in r for r in status["analysis"]["reasons"])
+
+
+def test_inconclusive_canary_is_left_alone(cluster: Cluster, operator: OperatorThread, engine: Engine) -> None:
+    """Enough canary traffic but almost none on the stable model: the relative gates cannot decide, so nothing moves."""
+    did = f"{cluster.namespace}/i"
+    deploy_v1(cluster, "i")
+    log_predictions(engine, did, "stable", "1", 5)
+    start_canary(cluster, "i")
+    log_predictions(engine, did, "canary", "2", 40)
+    wait_for(lambda: cluster.status("i").get("analysis", {}).get("verdict") == "inconclusive", "inconclusive verdict")
+    time.sleep(2)  # two more intervals
+    status = cluster.status("i")
+    assert (status["phase"], status["canary"]["weight"], status["canary"]["checksFailed"]) == ("Progressing", 50, 0)
+    gates = {g["name"]: g for g in status["analysis"]["gates"]}
+    assert gates["errorRateVsStable"]["verdict"] == "inconclusive"
+    assert gates["errorRateVsStable"]["samples"] == {"canary": 40, "stable": 5}
+    assert gates["labelShift"]["verdict"] == "inconclusive"  # 5 stable labels are no distribution to compare with
+    assert "too few samples" in status["message"]
+    assert status["analysis"]["arms"]["stable"]["window"] == "latest"
+    assert rows(engine, did) == [
+        ("g1-v1", "stable", "1", True, 50, "deployed"),
+        ("g2-v2", "canary", "2", True, 50, "progressing"),
+    ]
 
 
 def test_manual_pause_resume_rollback_and_promote(cluster: Cluster, operator: OperatorThread, engine: Engine) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from mlcore.db import ModelDeployment, create_db_engine, session_scope, upgrade_to_head
 from mlpipeline_operator import decisions
-from mlpipeline_operator.analysis import AnalysisResult, WindowStats
+from mlpipeline_operator.analysis import AnalysisResult, Gate, RoleFigures
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.spec import parse_spec
 from mlpipeline_operator.state import RolloutState, from_status, to_status
@@ -26,11 +26,11 @@ def spec_for(version, **rollout):
     )
 
 
-STATS = WindowStats(50, 0, 0.0, 10.0, 0.9, {"positive": 1.0})
+STATS = RoleFigures(50, 0, 10.0, (9.0, 11.0), 0.9, {"positive": 50})
 
 
 def verdict(kind):
-    return AnalysisResult(kind, STATS, STATS, 0.0, () if kind == "pass" else ("because",))
+    return AnalysisResult(kind, (Gate("errorRate", kind, "because"),), {"canary": STATS, "stable": STATS}, kind)
 
 
 def roundtrip(state):

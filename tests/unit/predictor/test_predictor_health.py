@@ -25,7 +25,7 @@ async def test_live_and_ready_only_while_the_model_is_loaded(tmp_path: Path) -> 
     model = SentimentModel(PredictorSettings(model_dir=tmp_path))
     registry = ModelRepository()
     server = _Server(registry)
-    dataplane = _versioned_dataplane(registry, {}, lambda: model_is_loaded(server, model))
+    dataplane = _versioned_dataplane(registry, {}, {}, lambda: model_is_loaded(server, model))
     registry.update(model)
 
     assert await dataplane.live() == {"status": "model not loaded"}  # registered, but no weights yet

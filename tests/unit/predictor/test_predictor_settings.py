@@ -55,7 +55,7 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     [
         ({}, {}, "exactly one of storage_uri"),
         ({"model_dir": "/m", "storage_uri": "s3://b/m/1"}, {}, "exactly one of storage_uri"),
-        ({"model_dir": "/m"}, {"DEPLOYMENT_ROLE": "shadow"}, "DEPLOYMENT_ROLE"),
+        ({"model_dir": "/m"}, {"DEPLOYMENT_ROLE": "blue"}, "DEPLOYMENT_ROLE"),
         ({"model_dir": "/m", "max_batch_size": 0}, {}, "max_batch_size"),
         ({"model_dir": "/m", "optimize": "fp4"}, {}, "optimize"),
         ({"model_dir": "/m"}, {"PREDICTOR_RUNTIME": "tensorrt"}, "runtime"),
