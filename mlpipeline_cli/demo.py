@@ -25,6 +25,7 @@ from mlcore.config import get_settings
 from mlcore.errors import MLPipelineException, StorageError
 from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
 from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
+from mlpipeline_cli.progress import progress
 from mlpipeline_cli.stages import StageFailed, StageRunner
 
 DEPLOYMENT_ID = "local/sentiment"
@@ -268,10 +269,8 @@ def _held_out_reviews(count: int) -> tuple[list[str], list[str]]:
 
 
 def _send_traffic(base_url: str, args: argparse.Namespace) -> tuple[LoadResult, list[tuple[str, int, str]], float]:
-    from tqdm import tqdm
-
     texts, labels = _held_out_reviews(args.requests)
-    with tqdm(total=len(texts), desc="      reviews", unit="req", leave=False) as bar:
+    with progress(len(texts), "      reviews", unit="req") as bar:
         result = send_reviews(base_url, "sentiment", texts, concurrency=args.concurrency, progress=bar)
     refused = show_bad_requests(base_url, "sentiment")
     for what, status, message in refused:

@@ -79,10 +79,14 @@ def parse_flags(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mlcore.config import get_settings
-    from mlcore.logging import configure_logging
+    from mlcore.logging import configure_logging, progress_bars_wanted
 
     flags = parse_flags(argv)
     configure_logging()
+    if not progress_bars_wanted():
+        from training_job.progress import quiet_library_bars
+
+        quiet_library_bars()
     # Migrations and HTTP clients are chatty at INFO; the job's own progress is what matters here.
     for noisy in ("alembic", "urllib3", "botocore", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

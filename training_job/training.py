@@ -24,6 +24,7 @@ from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainerControl,
@@ -32,7 +33,9 @@ from transformers import (
 )
 
 from mlcore.errors import ModelError
+from mlcore.logging import progress_bars_wanted
 from training_job.cleaning import LABEL_NAMES
+from training_job.progress import ProgressLogCallback, quiet_library_bars
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +121,8 @@ def load_model(model_path: str, attention_dropout: float | None = None) -> PreTr
     """
     from transformers import AutoConfig
 
+    if not progress_bars_wanted():
+        quiet_library_bars()
     try:
         config = AutoConfig.from_pretrained(model_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
         if attention_dropout is not None:
@@ -210,7 +215,15 @@ def _version_specific(params: HyperParams) -> dict[str, Any]:
     return options
 
 
-def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch: int) -> TrainingArguments:
+def logging_steps(steps_per_epoch: int) -> int:
+    """Ten loss logs (and progress lines off a terminal) per epoch."""
+    return max(1, steps_per_epoch // 10)
+
+
+def training_arguments(
+    params: HyperParams, output_dir: Path, *, steps_per_epoch: int, bars: bool | None = None
+) -> TrainingArguments:
+    """`bars`: tqdm progress bars (default: only on a terminal, see mlcore.logging.progress_bars_wanted)."""
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=params.batch_size,
@@ -223,7 +236,8 @@ def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 10),
+        logging_steps=logging_steps(steps_per_epoch),
+        disable_tqdm=not (progress_bars_wanted() if bars is None else bars),
         load_best_model_at_end=True,
         metric_for_best_model="accuracy",
         greater_is_better=True,
@@ -252,7 +266,7 @@ def build_trainer(
         logger.info("froze %d embedding weights", freeze_embeddings(model))
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (params.batch_size * params.gradient_accumulation_steps)))
     args = training_arguments(params, output_dir, steps_per_epoch=steps_per_epoch)
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -263,6 +277,11 @@ def build_trainer(
         optimizers=(build_optimizer(model, params), None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience), *callbacks],
     )
+    if args.disable_tqdm:
+        # Off a terminal: no bars and no raw log dicts on stdout, one structured progress line instead.
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(ProgressLogCallback(every_steps=args.logging_steps))
+    return trainer
 
 
 def train(trainer: Trainer, resume_from: Path | None = None) -> TrainOutcome:
