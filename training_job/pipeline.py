@@ -19,10 +19,17 @@ from mlcore.db import create_db_engine, upgrade_to_head
 from mlcore.storage import join_key, open_storage
 from training_job import search
 from training_job.checkpoints import CheckpointStore, CheckpointSyncCallback
+from training_job.chunking import chunk_frame
 from training_job.cleaning import prepare
 from training_job.config import JobConfig, resolve_model
 from training_job.data import load_raw, resolve_dataset
-from training_job.evaluation import classification_metrics, predict_probabilities, write_reports
+from training_job.evaluation import (
+    SLICE_METRICS,
+    classification_metrics,
+    evaluate_slices,
+    predict_probabilities,
+    write_reports,
+)
 from training_job.publishing import (
     MODEL_CARD,
     build_model_card,
@@ -33,6 +40,7 @@ from training_job.publishing import (
     write_model_dir,
 )
 from training_job.records import RunRecorder
+from training_job.slices import build_slices
 from training_job.splitting import Splits, frame_hash, sample, split_dataset, stable_subset
 from training_job.stats import DatasetStat, cleaning_stats, split_stats
 from training_job.tokenization import load_tokenizer, to_dataset
@@ -59,6 +67,7 @@ class PreparedData:
     test: pd.DataFrame
     test_hash: str
     stats: list[DatasetStat]
+    train_chunks: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,6 +75,7 @@ class PreparedData:
             "hash": self.dataset_hash,
             "rows": {name: len(frame) for name, frame in self.splits.items()},
             "rows_used": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
+            "train_chunks": self.train_chunks,
             "test_split_hash": self.test_hash,
         }
 
@@ -102,16 +112,26 @@ def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
     stats = cleaning_stats(report)
     for name, frame in (("train", train_df), ("validation", validation_df), ("test", test_df)):
         stats.extend(split_stats(name, frame))
+    chunks = 0
+    if config.chunks_per_review:
+        # Only training reviews are cut up: validation and test stay whole (the slices cover short texts).
+        low, high = config.chunk_words
+        extra = chunk_frame(train_df, per_review=config.chunks_per_review, min_words=low, max_words=high, seed=seed)
+        stats.extend(split_stats("train_chunks", extra) if len(extra) else [])
+        train_df, chunks = pd.concat([train_df, extra], ignore_index=True), len(extra)
     logger.info(
-        "data %s: %d clean rows (%d duplicates dropped); using train %d, validation %d, test %d",
+        "data %s: %d clean rows (%d duplicates dropped); using train %d (%d of them chunks), validation %d, test %d",
         source,
         report.rows_out,
         report.duplicates_dropped,
         len(train_df),
+        chunks,
         len(validation_df),
         len(test_df),
     )
-    return PreparedData(source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats)
+    return PreparedData(
+        source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats, chunks
+    )
 
 
 def base_model_name(requested: str, model_path: str) -> str:
@@ -214,6 +234,25 @@ class TrainingRun:
         chosen = {k: best[k] for k in ("learning_rate", "batch_size", "weight_decay", "warmup_fraction", "epochs")}
         return replace(config.hyper, **chosen)
 
+    def _evaluate_slices(
+        self, trainer: Any, tokenizer: Any, data: PreparedData, test_metrics: dict[str, float], directory: Path
+    ) -> dict[str, dict[str, Any]]:
+        """Per-slice figures: the in-domain test rows, short and mid-length texts, the hand-written set."""
+        config = self.config
+        report: dict[str, dict[str, Any]] = {
+            "reviews": {
+                "description": "whole held-out IMDB reviews (the test rows above)",
+                "rows": len(data.test),
+                **{k: test_metrics[k] for k in SLICE_METRICS},
+            }
+        }
+        slices = build_slices(data.splits.test, config.eval_sets)
+        report |= evaluate_slices(trainer, tokenizer, slices, config.hyper.max_length, config.head_fraction)
+        (directory / "slices.json").write_text(json.dumps(report, indent=2))
+        for name, row in report.items():
+            logger.info("slice %s: accuracy %.4f on %d rows", name, row["accuracy"], row["rows"])
+        return report
+
     def _work_root(self) -> Path:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         return self.config.work_dir
@@ -299,8 +338,17 @@ class TrainingRun:
         metrics = classification_metrics(labels, probabilities)
         tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         reports = write_reports(labels, probabilities, run_dir / "evaluation")
-        tracker.log_artifacts(run_dir / "evaluation", "evaluation")
         logger.info("test metrics: %s", metrics)
+        slice_report = self._evaluate_slices(trainer, tokenizer, data, metrics, run_dir / "evaluation")
+        tracker.log_metrics(
+            {
+                f"slice.{name}.{key}": row[key]
+                for name, row in slice_report.items()
+                for key in SLICE_METRICS
+                if row.get(key) is not None
+            }
+        )
+        tracker.log_artifacts(run_dir / "evaluation", "evaluation")
 
         rows = min(config.reference_rows, len(data.test))
         reference = reference_frame(data.test["text"].iloc[:rows].tolist(), labels[:rows], probabilities[:rows])
@@ -317,6 +365,7 @@ class TrainingRun:
             ),
             "confusion_matrix": reports["confusion_matrix"],
             "reference_rows": rows,
+            "slices": slice_report,
         }
         card = build_model_card(
             name=config.model_name,

@@ -56,6 +56,7 @@ class HyperParams:
     head_lr_multiplier: float = 1.0
     attention_dropout: float | None = 0.0
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
     seed: int = 42
     early_stopping_patience: int = 2
     gradient_accumulation_steps: int = 1
@@ -144,6 +145,22 @@ def freeze_embeddings(model: PreTrainedModel) -> int:
     for param in embeddings.parameters():
         param.requires_grad = False
         frozen += param.numel()
+    return frozen
+
+
+def freeze_bottom_layers(model: PreTrainedModel, count: int) -> int:
+    """Stop training the first `count` encoder layers: with the embeddings frozen too, the backward pass ends above
+    them, so each step skips their gradient work (about a third of a layer's step cost each)."""
+    base = model.base_model
+    encoder = getattr(base, "encoder", None) or getattr(base, "transformer", None)  # BERT / DistilBERT
+    layers = getattr(encoder, "layer", None)
+    if count <= 0 or layers is None:
+        return 0
+    frozen = 0
+    for layer in list(layers)[:count]:
+        for param in layer.parameters():
+            param.requires_grad = False
+            frozen += param.numel()
     return frozen
 
 
@@ -264,6 +281,12 @@ def build_trainer(
 ) -> Trainer:
     if params.freeze_embeddings:
         logger.info("froze %d embedding weights", freeze_embeddings(model))
+    if params.freeze_layers:
+        logger.info(
+            "froze %d weights of the first %d layers",
+            freeze_bottom_layers(model, params.freeze_layers),
+            params.freeze_layers,
+        )
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (params.batch_size * params.gradient_accumulation_steps)))
     args = training_arguments(params, output_dir, steps_per_epoch=steps_per_epoch)
     trainer = Trainer(
