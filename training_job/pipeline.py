@@ -7,7 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from training_job.records import RunRecorder
 from training_job.slices import build_slices
 from training_job.splitting import Splits, frame_hash, sample, split_dataset, stable_subset
 from training_job.stats import DatasetStat, cleaning_stats, split_stats
+from training_job.timing import StageClock
 from training_job.tokenization import load_tokenizer, to_dataset
 from training_job.tracking import Tracker
 from training_job.training import (
@@ -94,6 +95,7 @@ class RunResult:
     train_runtime_s: float
     train_samples_per_second: float
     resumed_from: str | None
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -160,10 +162,12 @@ class TrainingRun:
         self.config = config
         self.settings = settings
         self.started = time.monotonic()
-        self.engine = create_db_engine(settings=settings)
-        upgrade_to_head(self.engine)
-        self.recorder = RunRecorder(self.engine)
-        self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
+        self.clock = StageClock()
+        with self.clock.stage("setup"):
+            self.engine = create_db_engine(settings=settings)
+            upgrade_to_head(self.engine)
+            self.recorder = RunRecorder(self.engine)
+            self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
 
     # --- search ---
     def _search(
@@ -234,6 +238,33 @@ class TrainingRun:
         chosen = {k: best[k] for k in ("learning_rate", "batch_size", "weight_decay", "warmup_fraction", "epochs")}
         return replace(config.hyper, **chosen)
 
+    def _fit(
+        self,
+        run_key: str,
+        model_path: str,
+        tokenizer: Any,
+        datasets: dict[str, Any],
+        hyper: HyperParams,
+        tracker: Tracker,
+    ) -> tuple[Any, Any, CheckpointStore, Path]:
+        """Train (resuming from this run key's newest complete checkpoint); returns the trainer and its outcome."""
+        config = self.config
+        run_dir = self._work_root() / config.model_name / run_key
+        checkpoint_dir = run_dir / "checkpoints"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        store = CheckpointStore(self.storage, join_key("checkpoints", config.model_name, run_key))
+        resume = store.restore(checkpoint_dir)
+        trainer = build_trainer(
+            load_model(model_path, hyper.attention_dropout),
+            tokenizer,
+            datasets["train"],
+            datasets["validation"],
+            hyper,
+            checkpoint_dir,
+            [MetricsLogCallback(tracker.log_metrics), CheckpointSyncCallback(store)],
+        )
+        return trainer, train(trainer, resume), store, run_dir
+
     def _evaluate_slices(
         self, trainer: Any, tokenizer: Any, data: PreparedData, test_metrics: dict[str, float], directory: Path
     ) -> dict[str, dict[str, Any]]:
@@ -260,17 +291,20 @@ class TrainingRun:
     # --- the run ---
     def execute(self) -> RunResult:
         config = self.config
-        data = prepare_data(config, self.settings)
-        model_path = resolve_model(config.model)
-        tokenizer = load_tokenizer(model_path)
-        max_length, head = config.hyper.max_length, config.head_fraction
-        datasets = {
-            "train": to_dataset(tokenizer, data.train, max_length, head),
-            "validation": to_dataset(tokenizer, data.validation, max_length, head),
-            "test": to_dataset(tokenizer, data.test, max_length, head),
-        }
+        with self.clock.stage("data"):
+            data = prepare_data(config, self.settings)
+        with self.clock.stage("tokenize"):
+            model_path = resolve_model(config.model)
+            tokenizer = load_tokenizer(model_path)
+            max_length, head = config.hyper.max_length, config.head_fraction
+            datasets = {
+                "train": to_dataset(tokenizer, data.train, max_length, head),
+                "validation": to_dataset(tokenizer, data.validation, max_length, head),
+                "test": to_dataset(tokenizer, data.test, max_length, head),
+            }
         run_key = config.derived_run_key(data.dataset_hash)
-        tracker = Tracker(config.tracking_uri, config.experiment)
+        with self.clock.stage("setup"):
+            tracker = Tracker(config.tracking_uri, config.experiment)
         run_name = f"{config.model_name}-{'quick' if config.quick else 'full'}-{run_key[:8]}"
         tags = {
             "run_key": run_key,
@@ -313,33 +347,23 @@ class TrainingRun:
 
         hyper = config.hyper
         if config.optimize:
-            hyper = self._search(run_id, model_path, tokenizer, datasets, run_key, tracker, data)
+            with self.clock.stage("search"):
+                hyper = self._search(run_id, model_path, tokenizer, datasets, run_key, tracker, data)
             tracker.log_params({"final_" + k: v for k, v in hyper.as_dict().items()})
-
-        run_dir = self._work_root() / config.model_name / run_key
-        checkpoint_dir = run_dir / "checkpoints"
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        store = CheckpointStore(self.storage, join_key("checkpoints", config.model_name, run_key))
-        resume = store.restore(checkpoint_dir)
-        trainer = build_trainer(
-            load_model(model_path, hyper.attention_dropout),
-            tokenizer,
-            datasets["train"],
-            datasets["validation"],
-            hyper,
-            checkpoint_dir,
-            [MetricsLogCallback(tracker.log_metrics), CheckpointSyncCallback(store)],
-        )
-        outcome = train(trainer, resume)
+        with self.clock.stage("train"):
+            trainer, outcome, store, run_dir = self._fit(run_key, model_path, tokenizer, datasets, hyper, tracker)
         tracker.log_metrics({"train_samples_per_second": outcome.train_samples_per_second})
 
-        labels = data.test["label"].to_numpy()
-        probabilities = predict_probabilities(trainer, datasets["test"])
-        metrics = classification_metrics(labels, probabilities)
-        tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        reports = write_reports(labels, probabilities, run_dir / "evaluation")
-        logger.info("test metrics: %s", metrics)
-        slice_report = self._evaluate_slices(trainer, tokenizer, data, metrics, run_dir / "evaluation")
+        with self.clock.stage("test_eval"):
+            labels = data.test["label"].to_numpy()
+            probabilities = predict_probabilities(trainer, datasets["test"])
+            metrics = classification_metrics(labels, probabilities)
+            tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+            reports = write_reports(labels, probabilities, run_dir / "evaluation")
+            logger.info("test metrics: %s", metrics)
+        with self.clock.stage("slices_eval"):
+            slice_report = self._evaluate_slices(trainer, tokenizer, data, metrics, run_dir / "evaluation")
+
         tracker.log_metrics(
             {
                 f"slice.{name}.{key}": row[key]
@@ -367,6 +391,7 @@ class TrainingRun:
             "reference_rows": rows,
             "slices": slice_report,
         }
+        self.clock.start("publish")
         card = build_model_card(
             name=config.model_name,
             version="pending",
@@ -386,6 +411,7 @@ class TrainingRun:
         tracker.set_tags({"storage_uri": storage_uri, "storage_version": version})
         tracker.log_artifacts(model_dir, "model")
 
+        self.clock.start("register")
         registry_version: str | None = None
         decision = None
         if config.register:
@@ -407,6 +433,8 @@ class TrainingRun:
                 data.test_hash,
                 rescore=lambda directory: _score_model_dir(directory, data.test, config),
             )
+        self.clock.stop()
+        tracker.log_metrics(self.clock.metrics())
         self.recorder.finish(
             run_id,
             "FINISHED",
@@ -431,6 +459,7 @@ class TrainingRun:
             train_runtime_s=outcome.train_runtime_s,
             train_samples_per_second=outcome.train_samples_per_second,
             resumed_from=outcome.resumed_from,
+            timings=self.clock.stages,
         )
 
 
