@@ -32,12 +32,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+def is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _wants_json(stream: Any) -> bool:
     choice = os.environ.get("LOG_FORMAT", "auto").lower()
     if choice in {"json", "text"}:
         return choice == "json"
     # Containers have no TTY: structured logs there, readable ones for a person at a terminal.
-    return not (hasattr(stream, "isatty") and stream.isatty())
+    return not is_terminal(stream)
+
+
+def progress_bars_wanted() -> bool:
+    """Carriage-return progress bars only for a person at a terminal (stdout and stderr both TTYs).
+
+    A pod, CI or a redirected file gets periodic log lines instead (see each component's progress reporter).
+    MLP_PROGRESS=bars|lines overrides the guess.
+    """
+    choice = os.environ.get("MLP_PROGRESS", "auto").lower()
+    if choice in {"bars", "lines"}:
+        return choice == "bars"
+    return is_terminal(sys.stdout) and is_terminal(sys.stderr)
 
 
 def configure_logging(level: str | None = None, *, json_format: bool | None = None) -> None:

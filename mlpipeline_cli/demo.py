@@ -25,6 +25,7 @@ from mlcore.config import get_settings
 from mlcore.errors import MLPipelineException, StorageError
 from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
 from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
+from mlpipeline_cli.progress import progress
 from mlpipeline_cli.stages import StageFailed, StageRunner
 
 DEPLOYMENT_ID = "local/sentiment"
@@ -97,6 +98,7 @@ def run_demo(args: argparse.Namespace) -> int:
         predictor = None
         summary["drift"] = runner.run("run the drift job", lambda: _drift(args), done=lambda r: r["headline"])
         runner.run("summarise", lambda: _print_summary(summary, settings))
+        _print_timings(runner.timings)
         return 0
     except StageFailed as failure:
         print(f"\nFAILED at {failure}", file=sys.stderr)
@@ -269,10 +271,8 @@ def _held_out_reviews(count: int) -> tuple[list[str], list[str]]:
 
 
 def _send_traffic(base_url: str, args: argparse.Namespace) -> tuple[LoadResult, list[tuple[str, int, str]], float]:
-    from tqdm import tqdm
-
     texts, labels = _held_out_reviews(args.requests)
-    with tqdm(total=len(texts), desc="      reviews", unit="req", leave=False) as bar:
+    with progress(len(texts), "      reviews", unit="req") as bar:
         result = send_reviews(base_url, "sentiment", texts, concurrency=args.concurrency, progress=bar)
     refused = show_bad_requests(base_url, "sentiment")
     for what, status, message in refused:
@@ -323,6 +323,28 @@ def _drift(args: argparse.Namespace) -> dict[str, Any]:
         "alerts": [f"{kind}: {message}" for kind, message in alerts],
         "headline": headline,
     }
+
+
+def setup_timings(value: str | None) -> dict[str, float]:
+    """`make run` passes how long its own steps took: MLP_SETUP_TIMINGS="venv + dependencies=12,offline assets=3"."""
+    timings: dict[str, float] = {}
+    for item in (value or "").split(","):
+        name, _, seconds = item.rpartition("=")
+        try:
+            timings[name.strip()] = float(seconds)
+        except ValueError:
+            continue
+    return {name: seconds for name, seconds in timings.items() if name}
+
+
+def _print_timings(stages: dict[str, float], out: Any = None) -> None:
+    """How long each stage took (the `make run` steps before the demo included), for the README's first-run figures."""
+    rows = {**setup_timings(os.environ.get("MLP_SETUP_TIMINGS")), **stages}
+    width = max(len(name) for name in rows)
+    lines = ["", "== time per stage =="]
+    lines += [f"{name:<{width}}  {seconds:7.1f} s" for name, seconds in rows.items()]
+    lines.append(f"{'total':<{width}}  {sum(rows.values()):7.1f} s")
+    print("\n".join(lines), file=out or sys.stdout, flush=True)
 
 
 def _print_summary(summary: dict[str, Any], settings: Any) -> None:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from mlcore.errors import DataValidationError
+from mlcore.text import normalize_text
 
 LABEL_NAMES = ("negative", "positive")
-_BREAK = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
-_TAG = re.compile(r"<[^<>]{0,200}>")
-_SPACE = re.compile(r"\s+")
 # Raw label values (lower-cased strings) that name a class; anything else is refused rather than guessed.
 _KNOWN_LABELS = {
     "negative": 0,
@@ -29,13 +25,10 @@ _KNOWN_LABELS = {
 
 
 def clean_text(value: Any) -> str:
-    """Line breaks and HTML tags become spaces, entities are decoded, whitespace is collapsed."""
+    """mlcore.text.normalize_text (what the predictor applies too); missing values become ''."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
-    text = _BREAK.sub(" ", str(value))
-    text = _TAG.sub(" ", text)
-    text = html.unescape(text)
-    return _SPACE.sub(" ", text).strip()
+    return normalize_text(str(value))
 
 
 def _label_key(value: Any) -> str:

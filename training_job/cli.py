@@ -39,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max-train-samples", type=_positive_int, help="stratified sample of the train split")
     data.add_argument("--max-validation-samples", type=_positive_int, help="stratified sample of the validation split")
     data.add_argument("--max-test-samples", type=_positive_int, help="fixed (hash-ordered) subset of the test split")
+    data.add_argument(
+        "--chunks-per-review",
+        type=int,
+        help="opinionated 4-40 word sentence runs of each training review added to the training rows (1; 0: off)",
+    )
+    data.add_argument(
+        "--eval-set",
+        action="append",
+        metavar="NAME=PATH",
+        help="extra labelled evaluation set (CSV/JSONL) reported as its own slice; repeatable "
+        "(default: the repository's hand-written tests/data/short_texts.csv when present)",
+    )
     data.add_argument("--reference-rows", type=_positive_int, help="rows of the published reference sample (300)")
 
     model = parser.add_argument_group("model and training")
@@ -53,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--head-lr-multiplier", type=_positive_float, help="head learns this much faster (10)")
     model.add_argument("--head-fraction", type=float, help="share of max-length kept from a long text's start")
     model.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    model.add_argument("--freeze-layers", type=int, help="leave the first N encoder layers untrained (0)")
     model.add_argument("--early-stopping-patience", type=_positive_int)
     model.add_argument("--seed", type=int)
 
@@ -79,10 +92,14 @@ def parse_flags(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mlcore.config import get_settings
-    from mlcore.logging import configure_logging
+    from mlcore.logging import configure_logging, progress_bars_wanted
 
     flags = parse_flags(argv)
     configure_logging()
+    if not progress_bars_wanted():
+        from training_job.progress import quiet_library_bars
+
+        quiet_library_bars()
     # Migrations and HTTP clients are chatty at INFO; the job's own progress is what matters here.
     for noisy in ("alembic", "urllib3", "botocore", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

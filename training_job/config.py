@@ -12,9 +12,12 @@ from mlcore.config import Settings
 from mlcore.errors import ConfigurationError, ModelError
 from mlcore.text import DEFAULT_HEAD_FRACTION
 from training_job.data import hub_offline
+from training_job.slices import parse_eval_sets
 from training_job.training import HyperParams
 
 HUB_DEFAULT_MODEL = "distilbert-base-uncased"
+# Sentence runs mixed into training (see chunking.py): 4-40 words, short texts like those users send.
+CHUNK_WORDS = (4, 40)
 
 # Quick mode: <= 10 minutes on 2 CPU cores, >= 0.87 test accuracy (see benchmarks/train.py for the figures).
 # 256 tokens with head+tail truncation (half each), a 4000-review sample of the training split, one epoch with a
@@ -32,8 +35,10 @@ QUICK_PRESET: dict[str, Any] = {
     "max_train_samples": 4000,
     "max_validation_samples": 500,
     "max_test_samples": 2000,
+    "chunks_per_review": 1,
 }
 FULL_DEFAULTS: dict[str, Any] = {
+    "chunks_per_review": 1,
     "head_lr_multiplier": 10.0,
     "freeze_embeddings": False,
     "max_train_samples": None,
@@ -69,6 +74,9 @@ class JobConfig:
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
     head_fraction: float = 0.5
+    chunks_per_review: int = 0
+    chunk_words: tuple[int, int] = CHUNK_WORDS
+    eval_sets: tuple[tuple[str, str], ...] = ()
     run_key: str | None = None
     tracking_uri: str = ""
     experiment: str = "sentiment-classification"
@@ -91,6 +99,8 @@ class JobConfig:
             "test_fraction": self.test_fraction,
             "validation_fraction": self.validation_fraction,
             "truncation": f"head+tail (head {self.head_fraction:.2f})",
+            "chunks_per_review": self.chunks_per_review,
+            "chunk_words": f"{self.chunk_words[0]}-{self.chunk_words[1]}",
         }
 
     def derived_run_key(self, dataset_hash: str) -> str:
@@ -139,6 +149,10 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
     for key in ("max_train_samples", "max_validation_samples", "max_test_samples"):
         if merged.get(key) is not None and merged[key] < 2:
             raise ConfigurationError(f"--{key.replace('_', '-')} must be at least 2 (got {merged[key]})")
+    if merged.get("chunks_per_review") is not None and merged["chunks_per_review"] < 0:
+        raise ConfigurationError(f"--chunks-per-review must be 0 or more (got {merged['chunks_per_review']})")
+    if merged.get("freeze_layers") is not None and merged["freeze_layers"] < 0:
+        raise ConfigurationError(f"--freeze-layers must be 0 or more (got {merged['freeze_layers']})")
     if not 0 < merged.get("head_fraction", DEFAULT_HEAD_FRACTION) <= 1:
         raise ConfigurationError("--head-fraction must be in (0, 1]")
 
@@ -153,6 +167,7 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
         seed=int(merged.get("seed", 42)),
         early_stopping_patience=int(merged.get("early_stopping_patience", 2)),
         freeze_embeddings=bool(merged["freeze_embeddings"]),
+        freeze_layers=int(merged.get("freeze_layers") or 0),
     )
     output = merged.get("output") or settings.effective_storage_uri
     if not output.startswith(("s3://", "file://")):
@@ -174,6 +189,8 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
         max_test_samples=merged.get("max_test_samples"),
         reference_rows=int(merged.get("reference_rows", 300)),
         head_fraction=float(merged.get("head_fraction", DEFAULT_HEAD_FRACTION)),
+        chunks_per_review=int(merged.get("chunks_per_review") or 0),
+        eval_sets=parse_eval_sets(merged.get("eval_set")),
         run_key=merged.get("run_key"),
         tracking_uri=merged.get("tracking_uri") or settings.effective_tracking_uri,
         experiment=merged.get("experiment") or settings.mlflow_experiment,

@@ -70,6 +70,30 @@ def predict_probabilities(trainer: Any, dataset: Any, batch_size: int | None = N
     return softmax(logits)
 
 
+SLICE_METRICS = ("accuracy", "f1", "roc_auc")
+
+
+def evaluate_slices(
+    trainer: Any, tokenizer: Any, slices: list[Any], max_length: int, head_fraction: float
+) -> dict[str, dict[str, Any]]:
+    """Accuracy, F1 and ROC-AUC of each slice (training_job.slices.EvalSlice), tokenised as the test split is."""
+    from training_job.tokenization import to_dataset
+
+    report: dict[str, dict[str, Any]] = {}
+    for item in slices:
+        dataset = to_dataset(tokenizer, item.frame, max_length, head_fraction)
+        metrics = classification_metrics(item.frame["label"].to_numpy(), predict_probabilities(trainer, dataset))
+        words = item.frame["text"].str.split().str.len()
+        report[item.name] = {
+            "description": item.description,
+            "rows": len(item.frame),
+            "mean_words": round(float(words.mean()), 1),
+            # NaN (ROC-AUC of a one-class set) is not JSON: null in the card.
+            **{k: (None if metrics[k] != metrics[k] else metrics[k]) for k in SLICE_METRICS},
+        }
+    return report
+
+
 def write_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
     import matplotlib
 

@@ -7,7 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,17 @@ from mlcore.db import create_db_engine, upgrade_to_head
 from mlcore.storage import join_key, open_storage
 from training_job import search
 from training_job.checkpoints import CheckpointStore, CheckpointSyncCallback
+from training_job.chunking import chunk_frame
 from training_job.cleaning import prepare
 from training_job.config import JobConfig, resolve_model
 from training_job.data import load_raw, resolve_dataset
-from training_job.evaluation import classification_metrics, predict_probabilities, write_reports
+from training_job.evaluation import (
+    SLICE_METRICS,
+    classification_metrics,
+    evaluate_slices,
+    predict_probabilities,
+    write_reports,
+)
 from training_job.export import export_runtimes
 from training_job.publishing import (
     MODEL_CARD,
@@ -34,8 +41,10 @@ from training_job.publishing import (
     write_model_dir,
 )
 from training_job.records import RunRecorder
+from training_job.slices import build_slices
 from training_job.splitting import Splits, frame_hash, sample, split_dataset, stable_subset
 from training_job.stats import DatasetStat, cleaning_stats, split_stats
+from training_job.timing import StageClock
 from training_job.tokenization import load_tokenizer, to_dataset
 from training_job.tracking import Tracker
 from training_job.training import (
@@ -60,6 +69,7 @@ class PreparedData:
     test: pd.DataFrame
     test_hash: str
     stats: list[DatasetStat]
+    train_chunks: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -67,6 +77,7 @@ class PreparedData:
             "hash": self.dataset_hash,
             "rows": {name: len(frame) for name, frame in self.splits.items()},
             "rows_used": {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)},
+            "train_chunks": self.train_chunks,
             "test_split_hash": self.test_hash,
         }
 
@@ -85,6 +96,7 @@ class RunResult:
     train_runtime_s: float
     train_samples_per_second: float
     resumed_from: str | None
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -103,16 +115,26 @@ def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
     stats = cleaning_stats(report)
     for name, frame in (("train", train_df), ("validation", validation_df), ("test", test_df)):
         stats.extend(split_stats(name, frame))
+    chunks = 0
+    if config.chunks_per_review:
+        # Only training reviews are cut up: validation and test stay whole (the slices cover short texts).
+        low, high = config.chunk_words
+        extra = chunk_frame(train_df, per_review=config.chunks_per_review, min_words=low, max_words=high, seed=seed)
+        stats.extend(split_stats("train_chunks", extra) if len(extra) else [])
+        train_df, chunks = pd.concat([train_df, extra], ignore_index=True), len(extra)
     logger.info(
-        "data %s: %d clean rows (%d duplicates dropped); using train %d, validation %d, test %d",
+        "data %s: %d clean rows (%d duplicates dropped); using train %d (%d of them chunks), validation %d, test %d",
         source,
         report.rows_out,
         report.duplicates_dropped,
         len(train_df),
+        chunks,
         len(validation_df),
         len(test_df),
     )
-    return PreparedData(source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats)
+    return PreparedData(
+        source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats, chunks
+    )
 
 
 def base_model_name(requested: str, model_path: str) -> str:
@@ -141,10 +163,12 @@ class TrainingRun:
         self.config = config
         self.settings = settings
         self.started = time.monotonic()
-        self.engine = create_db_engine(settings=settings)
-        upgrade_to_head(self.engine)
-        self.recorder = RunRecorder(self.engine)
-        self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
+        self.clock = StageClock()
+        with self.clock.stage("setup"):
+            self.engine = create_db_engine(settings=settings)
+            upgrade_to_head(self.engine)
+            self.recorder = RunRecorder(self.engine)
+            self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
 
     # --- search ---
     def _search(
@@ -215,6 +239,52 @@ class TrainingRun:
         chosen = {k: best[k] for k in ("learning_rate", "batch_size", "weight_decay", "warmup_fraction", "epochs")}
         return replace(config.hyper, **chosen)
 
+    def _fit(
+        self,
+        run_key: str,
+        model_path: str,
+        tokenizer: Any,
+        datasets: dict[str, Any],
+        hyper: HyperParams,
+        tracker: Tracker,
+    ) -> tuple[Any, Any, CheckpointStore, Path]:
+        """Train (resuming from this run key's newest complete checkpoint); returns the trainer and its outcome."""
+        config = self.config
+        run_dir = self._work_root() / config.model_name / run_key
+        checkpoint_dir = run_dir / "checkpoints"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        store = CheckpointStore(self.storage, join_key("checkpoints", config.model_name, run_key))
+        resume = store.restore(checkpoint_dir)
+        trainer = build_trainer(
+            load_model(model_path, hyper.attention_dropout),
+            tokenizer,
+            datasets["train"],
+            datasets["validation"],
+            hyper,
+            checkpoint_dir,
+            [MetricsLogCallback(tracker.log_metrics), CheckpointSyncCallback(store)],
+        )
+        return trainer, train(trainer, resume), store, run_dir
+
+    def _evaluate_slices(
+        self, trainer: Any, tokenizer: Any, data: PreparedData, test_metrics: dict[str, float], directory: Path
+    ) -> dict[str, dict[str, Any]]:
+        """Per-slice figures: the in-domain test rows, short and mid-length texts, the hand-written set."""
+        config = self.config
+        report: dict[str, dict[str, Any]] = {
+            "reviews": {
+                "description": "whole held-out IMDB reviews (the test rows above)",
+                "rows": len(data.test),
+                **{k: test_metrics[k] for k in SLICE_METRICS},
+            }
+        }
+        slices = build_slices(data.splits.test, config.eval_sets)
+        report |= evaluate_slices(trainer, tokenizer, slices, config.hyper.max_length, config.head_fraction)
+        (directory / "slices.json").write_text(json.dumps(report, indent=2))
+        for name, row in report.items():
+            logger.info("slice %s: accuracy %.4f on %d rows", name, row["accuracy"], row["rows"])
+        return report
+
     def _work_root(self) -> Path:
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         return self.config.work_dir
@@ -222,17 +292,20 @@ class TrainingRun:
     # --- the run ---
     def execute(self) -> RunResult:
         config = self.config
-        data = prepare_data(config, self.settings)
-        model_path = resolve_model(config.model)
-        tokenizer = load_tokenizer(model_path)
-        max_length, head = config.hyper.max_length, config.head_fraction
-        datasets = {
-            "train": to_dataset(tokenizer, data.train, max_length, head),
-            "validation": to_dataset(tokenizer, data.validation, max_length, head),
-            "test": to_dataset(tokenizer, data.test, max_length, head),
-        }
+        with self.clock.stage("data"):
+            data = prepare_data(config, self.settings)
+        with self.clock.stage("tokenize"):
+            model_path = resolve_model(config.model)
+            tokenizer = load_tokenizer(model_path)
+            max_length, head = config.hyper.max_length, config.head_fraction
+            datasets = {
+                "train": to_dataset(tokenizer, data.train, max_length, head),
+                "validation": to_dataset(tokenizer, data.validation, max_length, head),
+                "test": to_dataset(tokenizer, data.test, max_length, head),
+            }
         run_key = config.derived_run_key(data.dataset_hash)
-        tracker = Tracker(config.tracking_uri, config.experiment)
+        with self.clock.stage("setup"):
+            tracker = Tracker(config.tracking_uri, config.experiment)
         run_name = f"{config.model_name}-{'quick' if config.quick else 'full'}-{run_key[:8]}"
         tags = {
             "run_key": run_key,
@@ -275,33 +348,32 @@ class TrainingRun:
 
         hyper = config.hyper
         if config.optimize:
-            hyper = self._search(run_id, model_path, tokenizer, datasets, run_key, tracker, data)
+            with self.clock.stage("search"):
+                hyper = self._search(run_id, model_path, tokenizer, datasets, run_key, tracker, data)
             tracker.log_params({"final_" + k: v for k, v in hyper.as_dict().items()})
-
-        run_dir = self._work_root() / config.model_name / run_key
-        checkpoint_dir = run_dir / "checkpoints"
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        store = CheckpointStore(self.storage, join_key("checkpoints", config.model_name, run_key))
-        resume = store.restore(checkpoint_dir)
-        trainer = build_trainer(
-            load_model(model_path, hyper.attention_dropout),
-            tokenizer,
-            datasets["train"],
-            datasets["validation"],
-            hyper,
-            checkpoint_dir,
-            [MetricsLogCallback(tracker.log_metrics), CheckpointSyncCallback(store)],
-        )
-        outcome = train(trainer, resume)
+        with self.clock.stage("train"):
+            trainer, outcome, store, run_dir = self._fit(run_key, model_path, tokenizer, datasets, hyper, tracker)
         tracker.log_metrics({"train_samples_per_second": outcome.train_samples_per_second})
 
-        labels = data.test["label"].to_numpy()
-        probabilities = predict_probabilities(trainer, datasets["test"])
-        metrics = classification_metrics(labels, probabilities)
-        tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        reports = write_reports(labels, probabilities, run_dir / "evaluation")
+        with self.clock.stage("test_eval"):
+            labels = data.test["label"].to_numpy()
+            probabilities = predict_probabilities(trainer, datasets["test"])
+            metrics = classification_metrics(labels, probabilities)
+            tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+            reports = write_reports(labels, probabilities, run_dir / "evaluation")
+            logger.info("test metrics: %s", metrics)
+        with self.clock.stage("slices_eval"):
+            slice_report = self._evaluate_slices(trainer, tokenizer, data, metrics, run_dir / "evaluation")
+
+        tracker.log_metrics(
+            {
+                f"slice.{name}.{key}": row[key]
+                for name, row in slice_report.items()
+                for key in SLICE_METRICS
+                if row.get(key) is not None
+            }
+        )
         tracker.log_artifacts(run_dir / "evaluation", "evaluation")
-        logger.info("test metrics: %s", metrics)
 
         rows = min(config.reference_rows, len(data.test))
         reference = reference_frame(data.test["text"].iloc[:rows].tolist(), labels[:rows], probabilities[:rows])
@@ -318,7 +390,9 @@ class TrainingRun:
             ),
             "confusion_matrix": reports["confusion_matrix"],
             "reference_rows": rows,
+            "slices": slice_report,
         }
+        self.clock.start("publish")
         card = build_model_card(
             name=config.model_name,
             version="pending",
@@ -346,6 +420,7 @@ class TrainingRun:
         tracker.set_tags({"storage_uri": storage_uri, "storage_version": version})
         tracker.log_artifacts(model_dir, "model")
 
+        self.clock.start("register")
         registry_version: str | None = None
         decision = None
         if config.register:
@@ -367,6 +442,8 @@ class TrainingRun:
                 data.test_hash,
                 rescore=lambda directory: _score_model_dir(directory, data.test, config),
             )
+        self.clock.stop()
+        tracker.log_metrics(self.clock.metrics())
         self.recorder.finish(
             run_id,
             "FINISHED",
@@ -391,6 +468,7 @@ class TrainingRun:
             train_runtime_s=outcome.train_runtime_s,
             train_samples_per_second=outcome.train_samples_per_second,
             resumed_from=outcome.resumed_from,
+            timings=self.clock.stages,
         )
 
 

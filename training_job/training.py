@@ -24,6 +24,7 @@ from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainerControl,
@@ -32,7 +33,9 @@ from transformers import (
 )
 
 from mlcore.errors import ModelError
+from mlcore.logging import progress_bars_wanted
 from training_job.cleaning import LABEL_NAMES
+from training_job.progress import ProgressLogCallback, quiet_library_bars
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class HyperParams:
     head_lr_multiplier: float = 1.0
     attention_dropout: float | None = 0.0
     freeze_embeddings: bool = False
+    freeze_layers: int = 0
     seed: int = 42
     early_stopping_patience: int = 2
     gradient_accumulation_steps: int = 1
@@ -118,6 +122,8 @@ def load_model(model_path: str, attention_dropout: float | None = None) -> PreTr
     """
     from transformers import AutoConfig
 
+    if not progress_bars_wanted():
+        quiet_library_bars()
     try:
         config = AutoConfig.from_pretrained(model_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
         if attention_dropout is not None:
@@ -139,6 +145,22 @@ def freeze_embeddings(model: PreTrainedModel) -> int:
     for param in embeddings.parameters():
         param.requires_grad = False
         frozen += param.numel()
+    return frozen
+
+
+def freeze_bottom_layers(model: PreTrainedModel, count: int) -> int:
+    """Stop training the first `count` encoder layers: with the embeddings frozen too, the backward pass ends above
+    them, so each step skips their gradient work (about a third of a layer's step cost each)."""
+    base = model.base_model
+    encoder = getattr(base, "encoder", None) or getattr(base, "transformer", None)  # BERT / DistilBERT
+    layers = getattr(encoder, "layer", None)
+    if count <= 0 or layers is None:
+        return 0
+    frozen = 0
+    for layer in list(layers)[:count]:
+        for param in layer.parameters():
+            param.requires_grad = False
+            frozen += param.numel()
     return frozen
 
 
@@ -210,7 +232,15 @@ def _version_specific(params: HyperParams) -> dict[str, Any]:
     return options
 
 
-def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch: int) -> TrainingArguments:
+def logging_steps(steps_per_epoch: int) -> int:
+    """Ten loss logs (and progress lines off a terminal) per epoch."""
+    return max(1, steps_per_epoch // 10)
+
+
+def training_arguments(
+    params: HyperParams, output_dir: Path, *, steps_per_epoch: int, bars: bool | None = None
+) -> TrainingArguments:
+    """`bars`: tqdm progress bars (default: only on a terminal, see mlcore.logging.progress_bars_wanted)."""
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=params.batch_size,
@@ -223,7 +253,8 @@ def training_arguments(params: HyperParams, output_dir: Path, *, steps_per_epoch
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 10),
+        logging_steps=logging_steps(steps_per_epoch),
+        disable_tqdm=not (progress_bars_wanted() if bars is None else bars),
         load_best_model_at_end=True,
         metric_for_best_model="accuracy",
         greater_is_better=True,
@@ -250,9 +281,15 @@ def build_trainer(
 ) -> Trainer:
     if params.freeze_embeddings:
         logger.info("froze %d embedding weights", freeze_embeddings(model))
+    if params.freeze_layers:
+        logger.info(
+            "froze %d weights of the first %d layers",
+            freeze_bottom_layers(model, params.freeze_layers),
+            params.freeze_layers,
+        )
     steps_per_epoch = max(1, math.ceil(len(train_dataset) / (params.batch_size * params.gradient_accumulation_steps)))
     args = training_arguments(params, output_dir, steps_per_epoch=steps_per_epoch)
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -263,6 +300,11 @@ def build_trainer(
         optimizers=(build_optimizer(model, params), None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience), *callbacks],
     )
+    if args.disable_tqdm:
+        # Off a terminal: no bars and no raw log dicts on stdout, one structured progress line instead.
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(ProgressLogCallback(every_steps=args.logging_steps))
+    return trainer
 
 
 def train(trainer: Trainer, resume_from: Path | None = None) -> TrainOutcome:

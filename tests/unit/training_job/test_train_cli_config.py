@@ -144,3 +144,24 @@ def test_main_reports_bad_data_clearly(clean_env: Path, capsys: pytest.CaptureFi
     code = main(["--dataset", str(bad), "--model", "/no/such/model", "--output", str(clean_env / "out")])
     assert code == 2
     assert "error: labels must be exactly two classes, found 3: [" in capsys.readouterr().err
+
+
+def test_chunk_mixing_layer_freezing_and_eval_sets(clean_env: Path) -> None:
+    from training_job.slices import HANDWRITTEN_SET
+
+    quick = build_config(load_settings(), parse_flags(["--quick"]))
+    assert quick.chunks_per_review == QUICK_PRESET["chunks_per_review"]
+    assert quick.hyper.freeze_layers == QUICK_PRESET.get("freeze_layers", 0)
+    assert quick.eval_sets == (("handwritten", str(HANDWRITTEN_SET)),)
+    assert quick.params()["chunks_per_review"] == quick.chunks_per_review  # part of the run key
+    off = build_config(
+        load_settings(),
+        parse_flags(["--quick", "--chunks-per-review", "0", "--freeze-layers", "3", "--eval-set", "tweets=/t.csv"]),
+    )
+    assert off.chunks_per_review == 0 and off.hyper.freeze_layers == 3
+    assert off.eval_sets == (("tweets", "/t.csv"),)
+    assert off.derived_run_key("h") != quick.derived_run_key("h")
+    with pytest.raises(ConfigurationError, match="chunks-per-review"):
+        build_config(load_settings(), {"chunks_per_review": -1})
+    with pytest.raises(ConfigurationError, match="freeze-layers"):
+        build_config(load_settings(), {"freeze_layers": -2})
