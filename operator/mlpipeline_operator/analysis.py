@@ -169,7 +169,7 @@ def evaluate(canary: RoleFigures, stable: RoleFigures, rules: AnalysisSpec) -> A
 
 def _canary_summary(verdict: Verdict, gates: list[Gate]) -> str:
     by_name = {g.name: g for g in gates}
-    parts = [verdict]
+    parts: list[str] = [verdict]
     error = by_name.get("errorRateVsStable")
     if error and error.figure is not None:
         parts.append(f"err {error.figure * 100:+.2f}pp p={error.p_value:.3g}" if error.p_value is not None else "")

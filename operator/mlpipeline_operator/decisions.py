@@ -171,6 +171,7 @@ def judge(
         figures["windowStart"] = iso(window_start)
     canary = replace(canary, last_analysis_at=now)
     state = replace(state, analysis=figures)
+    assert state.stable is not None
     if canary.strategy == "ABTest":
         return _judge_ab(replace(state, canary=canary), spec, result, now, figures)
     if canary.strategy == "Shadow" and result.verdict == "pass":

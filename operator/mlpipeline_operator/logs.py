@@ -9,10 +9,11 @@ grid); elsewhere (SQLite) ORDER BY ... OFFSET reads do. The index (deployment_id
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, Select, and_, case, func, literal, select, text
+from sqlalchemy import Float, and_, case, func, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
@@ -111,7 +112,7 @@ def _source(conditions: list[Any], latest: int | None) -> Any:
         PredictionLog.confidence,
         PredictionLog.feedback_label,
     )
-    query: Select[Any] = select(*columns).where(*conditions)
+    query = select(*columns).where(*conditions)
     if latest is not None:
         query = query.order_by(PredictionLog.predicted_at.desc()).limit(latest)
     return query.subquery("window_rows")
@@ -203,8 +204,8 @@ def quantile_fractions(n: int, q: float = P95, confidence: float = 0.95) -> tupl
     return q, _on_grid(low, math.floor), _on_grid(high, math.ceil)
 
 
-def _on_grid(fraction: float, rounding: Any) -> float:
-    steps = rounding(round(fraction * 10_000, 6) / _GRID_STEP) * _GRID_STEP
+def _on_grid(fraction: float, rounding: Callable[[float], int]) -> float:
+    steps: int = rounding(round(fraction * 10_000, 6) / _GRID_STEP) * _GRID_STEP
     return min(max(steps, GRID_LOW), 10_000) / 10_000
 
 

@@ -46,6 +46,9 @@ def start_shadow(cluster: Cluster, name: str, routing: dict | None = None, **sha
     cluster.patch(name, {"spec": {"model": {"version": "2", "storageUri": "s3://models/sentiment/2"}}})
     cluster.wait_phase(name, "Progressing")
     cluster.make_ready(f"{name}-shadow")
+    # Mirroring by the predictor changes the stable predictor's environment: KServe rolls it out again.
+    wait_for(lambda: cluster.isvc(name)["metadata"]["generation"] > 1 or shadow.get("mirrorBy") == "Gateway", "rollout")
+    cluster.make_ready(name)
 
 
 def test_agreeing_shadow_is_promoted(
