@@ -78,7 +78,9 @@ class PredictionLog(Base):
 
 
 class ModelDeployment(Base):
-    """One row per rollout step outcome of a ModelDeployment (stable, canary or shadow)."""
+    """One row per (rollout, role) of a ModelDeployment (stable, canary or shadow), upserted on its key as the rollout
+    moves: traffic_percent, outcome and model_metrics hold the latest step. Per-step history is not kept here (it is
+    in the ModelDeployment's status.history and its Events)."""
 
     __tablename__ = "model_deployments"
     __table_args__ = (
