@@ -101,13 +101,17 @@ def find_targets(session: Session, deployment_id: str | None = None, model_versi
     return sorted(seen.values(), key=lambda t: (t.deployment_id, t.model_version))
 
 
+# Runs whose window the next one starts after: analysed, or passed over as too sparse while catching up.
+WATERMARK_STATUSES = ("success", "sparse")
+
+
 def watermark(session: Session, target: Target) -> datetime | None:
-    """End of the newest successful window of this deployment and version."""
+    """End of the newest window of this deployment and version that was analysed (or passed over as sparse)."""
     value = session.scalar(
         select(func.max(DriftRun.window_end)).where(
             DriftRun.deployment_id == target.deployment_id,
             DriftRun.model_version == target.model_version,
-            DriftRun.status == "success",
+            DriftRun.status.in_(WATERMARK_STATUSES),
         )
     )
     return as_utc(value) if value is not None else None
@@ -140,7 +144,9 @@ def finish_run(session: Session, run_id: str, status: str, **values: Any) -> Non
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _window_filter(target: Target, start: datetime, end: datetime, column: Any = PredictionLog.predicted_at) -> Any:
+def _window_filter(target: Target, start: datetime, end: datetime, column: Any = PredictionLog.logged_at) -> Any:
+    """Rows of the target in (start, end] by `column`: by default the time a row reached the database, so a row
+    that arrived late (a retry, a spill replay after an outage) lands in a later window instead of none."""
     return and_(
         PredictionLog.deployment_id == target.deployment_id,
         PredictionLog.model_version == target.model_version,
@@ -215,7 +221,10 @@ def request_counts(
         )
         for lo, hi in itertools.pairwise(edges)
     ]
-    row = session.execute(select(*buckets).where(_window_filter(target, edges[0], end))).one()
+    # Traffic volume is counted by prediction time (when the requests came), not by when their rows arrived.
+    row = session.execute(
+        select(*buckets).where(_window_filter(target, edges[0], end, PredictionLog.predicted_at))
+    ).one()
     counts = [int(value) for value in row]
     return counts[-1], counts[:-1]
 

@@ -20,7 +20,9 @@ class DriftSettings(BaseSettings):
     )
 
     # --- windows ---
-    lookback_hours: float = Field(24.0, gt=0, le=24 * 366, description="First run: how far back the window starts.")
+    lookback_hours: float = Field(
+        24.0, gt=0, le=24 * 366, description="How far back a first window starts; the longest window one run analyses."
+    )
     window_delay_s: float = Field(
         30.0, ge=0, le=3600, description="The window ends this long before now, so in-flight async log writes land."
     )

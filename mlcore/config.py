@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(10, ge=0, le=100)
     db_pool_recycle_s: int = Field(1800, ge=-1)
     db_pool_timeout_s: float = Field(30.0, gt=0)
+    # PostgreSQL statement_timeout for every session (0: none); migrations lift it for their own session.
+    db_statement_timeout_s: float = Field(60.0, ge=0)
 
     # --- MLflow ---
     mlflow_tracking_uri: str | None = None

@@ -148,5 +148,5 @@ def _settle(pending: _Pending, *, result: np.ndarray | None = None, error: Excep
         return
     if error is not None:
         pending.future.set_exception(error)
-    else:
+    elif result is not None:
         pending.future.set_result(result)

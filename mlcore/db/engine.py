@@ -36,10 +36,15 @@ def create_db_engine(url: str | URL | None = None, settings: Settings | None = N
         "pool_pre_ping": True,  # a restarted Postgres must not cost the next request an error
         "pool_recycle": settings.db_pool_recycle_s,
         "pool_timeout": settings.db_pool_timeout_s,
-        "connect_args": {"connect_timeout": 5},
+        "connect_args": {"connect_timeout": 5, **_statement_timeout(settings.db_statement_timeout_s)},
     }
     options.update(kwargs)
     return create_engine(target, **options)
+
+
+def _statement_timeout(seconds: float) -> dict[str, str]:
+    """libpq `options`: a query that hangs (a lock, a runaway scan) fails after `seconds` instead of for ever."""
+    return {"options": f"-c statement_timeout={int(seconds * 1000)}"} if seconds > 0 else {}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -49,6 +50,8 @@ class PredictionLog(Base):
         Index("ix_prediction_logs_deployment_id", "deployment_id"),
         # The operator's analysis window: one deployment, one role, a time range.
         Index("ix_prediction_logs_deployment_role_time", "deployment_id", "role", "predicted_at"),
+        # The drift job's windows: one deployment version, rows by the time they reached the database.
+        Index("ix_prediction_logs_deployment_version_logged", "deployment_id", "model_version", "logged_at"),
         CheckConstraint("status IN ('ok', 'error')", name="ck_prediction_logs_status"),
     )
 
@@ -71,10 +74,15 @@ class PredictionLog(Base):
     predicted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     feedback_label: Mapped[str | None] = mapped_column(String(64))
     feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the row reached the database (set by it): a row retried or replayed from a spill file arrives after
+    # its predicted_at, and windows cut on this column still count it once.
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ModelDeployment(Base):
-    """One row per rollout step outcome of a ModelDeployment (stable, canary or shadow)."""
+    """One row per (rollout, role) of a ModelDeployment (stable, canary or shadow), upserted on its key as the rollout
+    moves: traffic_percent, outcome and model_metrics hold the latest step. Per-step history is not kept here (it is
+    in the ModelDeployment's status.history and its Events)."""
 
     __tablename__ = "model_deployments"
     __table_args__ = (
@@ -187,7 +195,9 @@ class DriftRun(Base):
     run_id: Mapped[str] = mapped_column(String(64), unique=True)
     deployment_id: Mapped[str] = mapped_column(String(253))
     model_version: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # running | success | skipped | failed
+    # running | success | skipped | failed | sparse (a window behind the clock with too few rows: not analysed,
+    # but the watermark moves past it so a job that fell behind catches up chunk by chunk)
+    status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -43,6 +43,9 @@ def _run(connection: Connection) -> None:
     # Batch mode lets later migrations alter columns on SQLite, which has no ALTER COLUMN.
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # A backfill on a large table may outlast the sessions' statement_timeout (mlcore.config).
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         context.run_migrations()
 
 

@@ -42,7 +42,13 @@ class S3Storage(Storage):
         self.root_uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         endpoint = endpoint_url or s3_endpoint_from_env()
         # botocore retries on its own too; tenacity covers whole operations (multipart uploads included).
-        config = Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
+        # Explicit timeouts: an S3 endpoint that accepts and then stalls must fail the call, not hang it.
+        config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
         self.client: Any = boto3.client("s3", endpoint_url=endpoint, config=config)
 
     def _key(self, key: str) -> str:

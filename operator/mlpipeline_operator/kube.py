@@ -40,9 +40,20 @@ def load_configuration(kubeconfig: str | None) -> client.Configuration:
     return configuration
 
 
+# (connect, read) seconds for every call that names none: a hung API server must not hold a handler's lock for ever.
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+
 def api_client(configuration: client.Configuration, pool_size: int = 32) -> client.ApiClient:
     configuration.connection_pool_maxsize = pool_size  # the handlers' threads share one pool
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    request = api.rest_client.request
+
+    def request_with_timeout(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or REQUEST_TIMEOUT, **kwargs)
+
+    api.rest_client.request = request_with_timeout
+    return api
 
 
 class Kube:

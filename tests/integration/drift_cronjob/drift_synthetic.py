@@ -127,8 +127,11 @@ def log_rows(
     *,
     feedback: str | None = None,
     rng: np.random.Generator | None = None,
+    logged_at: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """prediction_logs rows spread evenly over (start, end]; feedback 'true' / 'wrong' labels every row."""
+    """prediction_logs rows spread evenly over (start, end]; feedback 'true' / 'wrong' labels every row.
+
+    Each row reached the database when it was predicted, unless `logged_at` says when they all arrived (late)."""
     rng = rng or np.random.default_rng(0)
     n = len(frame)
     step = (end - start) / (n + 1)
@@ -154,6 +157,7 @@ def log_rows(
             "predicted_at": predicted_at,
             "feedback_label": None,
             "feedback_at": None,
+            "logged_at": logged_at or predicted_at,
         }
         if feedback == "true":
             row["feedback_label"] = str(rec.label)
