@@ -1,7 +1,7 @@
 """prediction_logs.mirrored_request_id: a shadow prediction names the stable prediction it mirrors
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 06:15:00
 
 Written in parallel with 0002: at merge, set down_revision to "0002" so the history stays linear.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
