@@ -3,8 +3,6 @@
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02 06:15:00
-
-Written in parallel with 0002: at merge, set down_revision to "0002" so the history stays linear.
 """
 
 from collections.abc import Sequence
