@@ -16,7 +16,10 @@ from training_job.slices import parse_eval_sets
 from training_job.training import HyperParams
 
 HUB_DEFAULT_MODEL = "distilbert-base-uncased"
-# Sentence runs mixed into training (see chunking.py): 4-40 words, short texts like those users send.
+# Sentence runs mixed into training with --chunks-per-review (see chunking.py): 4-40 words. Off by default: in a
+# paired proxy (1000 reviews, 1 epoch, 1000-review test subset) one run per review raised ROC-AUC on every
+# review-derived slice (test 0.927 -> 0.936, short snippets 0.853 -> 0.866, mid-length 0.842 -> 0.856) but moved
+# the decision threshold: test accuracy 0.844 -> 0.784, short snippets 0.792 -> 0.800, hand-written 0.871 -> 0.853.
 CHUNK_WORDS = (4, 40)
 
 # Quick mode: <= 10 minutes on 2 CPU cores, >= 0.87 test accuracy (see benchmarks/train.py for the figures).
@@ -35,10 +38,8 @@ QUICK_PRESET: dict[str, Any] = {
     "max_train_samples": 4000,
     "max_validation_samples": 500,
     "max_test_samples": 2000,
-    "chunks_per_review": 1,
 }
 FULL_DEFAULTS: dict[str, Any] = {
-    "chunks_per_review": 1,
     "head_lr_multiplier": 10.0,
     "freeze_embeddings": False,
     "max_train_samples": None,
