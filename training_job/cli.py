@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--chunks-per-review",
         type=int,
-        help="opinionated 4-40 word sentence runs of each training review added to the training rows (1; 0: off)",
+        help="opinionated 4-40 word sentence runs of each training review added to the training rows (default 0: off)",
     )
     data.add_argument(
         "--eval-set",

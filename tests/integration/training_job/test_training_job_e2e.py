@@ -79,7 +79,7 @@ def test_train_publish_register_and_record(
     job_env: dict[str, Any], small_imdb_csv: Path, tiny_base_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bucket: S3Bucket = job_env["bucket"]
-    first = run_job(tiny_args(small_imdb_csv, tiny_base_model, bucket), capsys)
+    first = run_job(tiny_args(small_imdb_csv, tiny_base_model, bucket, "--chunks-per-review", "1"), capsys)
 
     # --- storage: version 1, manifest last and checksums right, the contract's layout at the root ---
     storage = open_storage(bucket.uri())

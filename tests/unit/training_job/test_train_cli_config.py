@@ -150,15 +150,15 @@ def test_chunk_mixing_layer_freezing_and_eval_sets(clean_env: Path) -> None:
     from training_job.slices import HANDWRITTEN_SET
 
     quick = build_config(load_settings(), parse_flags(["--quick"]))
-    assert quick.chunks_per_review == QUICK_PRESET["chunks_per_review"]
+    assert quick.chunks_per_review == QUICK_PRESET.get("chunks_per_review", 0)
     assert quick.hyper.freeze_layers == QUICK_PRESET.get("freeze_layers", 0)
     assert quick.eval_sets == (("handwritten", str(HANDWRITTEN_SET)),)
     assert quick.params()["chunks_per_review"] == quick.chunks_per_review  # part of the run key
     off = build_config(
         load_settings(),
-        parse_flags(["--quick", "--chunks-per-review", "0", "--freeze-layers", "3", "--eval-set", "tweets=/t.csv"]),
+        parse_flags(["--quick", "--chunks-per-review", "2", "--freeze-layers", "3", "--eval-set", "tweets=/t.csv"]),
     )
-    assert off.chunks_per_review == 0 and off.hyper.freeze_layers == 3
+    assert off.chunks_per_review == 2 and off.hyper.freeze_layers == 3
     assert off.eval_sets == (("tweets", "/t.csv"),)
     assert off.derived_run_key("h") != quick.derived_run_key("h")
     with pytest.raises(ConfigurationError, match="chunks-per-review"):
