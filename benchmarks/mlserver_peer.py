@@ -27,15 +27,16 @@ from mlcore.config import get_settings
 from tests.fixtures.process import free_port, log_tail
 
 RUNTIME = "mlserver-huggingface==1.7.1"
-# Its dependencies, pinned where pip would otherwise backtrack for long (optimum 1.x wants transformers 4.x); the
+# Its dependencies, pinned where pip would otherwise backtrack for long: it imports transformers' Conversation
+# (gone in 4.42) and optimum 1.x, so transformers 4.41 and an optimum of that time. The
 # runtime itself goes in with --no-deps so that optimum's onnxruntime extra (datasets, evaluate) stays out: the
 # peer runs its plain transformers pipeline, as a default MLServer-HF deployment does.
 DEPENDENCIES = (
     "mlserver==1.7.1",
-    "transformers==4.53.3",
-    "tokenizers<0.22",
+    "transformers==4.41.2",
+    "tokenizers<0.20",
     "huggingface-hub<1.0",
-    "optimum==1.27.0",
+    "optimum==1.20.0",
     "tensorflow",
     "tf-keras",
     "pillow",
