@@ -40,6 +40,7 @@ DEPENDENCIES = (
     "tensorflow",
     "tf-keras",
     "pillow",
+    "uvloop<0.22",  # mlserver 1.7's inference workers call asyncio.get_event_loop(), which newer uvloop refuses
 )
 PACKAGES = (*DEPENDENCIES, RUNTIME)
 TORCH_PARTS = ("torch", "functorch", "nvidia", "triton", "cuda")
