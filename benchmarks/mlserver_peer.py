@@ -105,8 +105,8 @@ class MLServerPeer:
                     "pretrained_model": str(model_dir),
                     "framework": "pt",
                     "device": "cpu",
+                    # No inter_op_threads: the runtime builds its pipeline twice, and torch refuses a second call.
                     "intra_op_threads": threads,
-                    "inter_op_threads": 1,
                 }
             },
         }
