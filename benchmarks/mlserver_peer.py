@@ -43,7 +43,7 @@ DEPENDENCIES = (
     "uvloop<0.22",  # mlserver 1.7's inference workers call asyncio.get_event_loop(), which newer uvloop refuses
 )
 PACKAGES = (*DEPENDENCIES, RUNTIME)
-TORCH_PARTS = ("torch", "functorch", "nvidia", "triton", "cuda")
+TORCH_PARTS = ("torch", "functorch", "nvidia", "cuda")  # not triton: with tensorflow loaded it segfaults
 
 
 def venv_dir() -> Path:
@@ -93,6 +93,9 @@ class MLServerPeer:
         self.log_path = self.workdir / "mlserver.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
         settings = {"http_port": self.http_port, "grpc_port": free_port(), "metrics_port": free_port()}
+        # Inference in the server process (on 2 CPUs more processes only compete; its forked workers also crashed
+        # while torch's triton was loaded beside tensorflow, before triton was left out).
+        settings["parallel_workers"] = 0
         (self.workdir / "settings.json").write_text(json.dumps(settings))
         model_settings = {
             "name": "sentiment",
