@@ -27,21 +27,23 @@ from mlcore.config import get_settings
 from tests.fixtures.process import free_port, log_tail
 
 RUNTIME = "mlserver-huggingface==1.7.1"
-# Its dependencies, pinned where pip would otherwise backtrack for long (optimum 1.x wants transformers 4.x); the
+# Its dependencies, pinned where pip would otherwise backtrack for long: it imports transformers' Conversation
+# (gone in 4.42) and optimum 1.x, so transformers 4.41 and an optimum of that time. The
 # runtime itself goes in with --no-deps so that optimum's onnxruntime extra (datasets, evaluate) stays out: the
 # peer runs its plain transformers pipeline, as a default MLServer-HF deployment does.
 DEPENDENCIES = (
     "mlserver==1.7.1",
-    "transformers==4.53.3",
-    "tokenizers<0.22",
+    "transformers==4.41.2",
+    "tokenizers<0.20",
     "huggingface-hub<1.0",
-    "optimum==1.27.0",
+    "optimum==1.20.0",
     "tensorflow",
     "tf-keras",
     "pillow",
+    "uvloop<0.22",  # mlserver 1.7's inference workers call asyncio.get_event_loop(), which newer uvloop refuses
 )
 PACKAGES = (*DEPENDENCIES, RUNTIME)
-TORCH_PARTS = ("torch", "functorch", "nvidia", "triton", "cuda")
+TORCH_PARTS = ("torch", "functorch", "nvidia", "cuda")  # not triton: with tensorflow loaded it segfaults
 
 
 def venv_dir() -> Path:
@@ -91,6 +93,9 @@ class MLServerPeer:
         self.log_path = self.workdir / "mlserver.log"
         self.workdir.mkdir(parents=True, exist_ok=True)
         settings = {"http_port": self.http_port, "grpc_port": free_port(), "metrics_port": free_port()}
+        # Inference in the server process (on 2 CPUs more processes only compete; its forked workers also crashed
+        # while torch's triton was loaded beside tensorflow, before triton was left out).
+        settings["parallel_workers"] = 0
         (self.workdir / "settings.json").write_text(json.dumps(settings))
         model_settings = {
             "name": "sentiment",
@@ -103,8 +108,8 @@ class MLServerPeer:
                     "pretrained_model": str(model_dir),
                     "framework": "pt",
                     "device": "cpu",
+                    # No inter_op_threads: the runtime builds its pipeline twice, and torch refuses a second call.
                     "intra_op_threads": threads,
-                    "inter_op_threads": 1,
                 }
             },
         }

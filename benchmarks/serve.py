@@ -552,7 +552,7 @@ def main() -> int:
 
     int8_on, torch_on = get("predictor onnx-int8, log on"), get("predictor torch, log on")
     print()
-    if PEER in series:
+    if PEER in series and series[PEER].burst_texts:
         print(
             ratio_line(
                 "ORT int8 predictor c16 / MLServer-HF c16 (log on)",
@@ -603,7 +603,7 @@ def main() -> int:
         print(
             ratio_line(f"throughput c16 logging on / off ({name})", on.throughput / off.throughput, GOAL_LOGGING, True)
         )
-    if PEER in series:
+    if PEER in series and series[PEER].single:
         peer_series = series[PEER]
         print(
             f"(MLServer-HF c1 p50 {peer_series.p(peer_series.single, 50):.2f} ms vs ORT int8 predictor "

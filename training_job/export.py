@@ -111,13 +111,16 @@ def export_fp32(model: Any, sample: Encoded, pad_id: int, path: Path) -> Path:
 
 
 def quantize_int8(source: Path, path: Path) -> Path:
-    """Dynamic quantization: int8 weights of MatMul/Gemm, activations quantized on the fly (no calibration set)."""
+    """Dynamic quantization: int8 weights of MatMul/Gemm (a scale per output channel), activations quantized on the
+    fly per batch (no calibration set)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # The quantizer logs one line per tensor, and advice, on the root logger: keep the job's log readable.
     logging.disable(logging.WARNING)
     try:
-        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+        # Per-channel weight scales: on MiniLM-L6 (linear-probe head, 200 IMDB test reviews) they halve the error
+        # against torch (max |dp| 0.25 -> 0.13, argmax agreement 0.89 -> 0.965); reduce_range did not help.
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.disable(logging.NOTSET)
     return path
@@ -206,7 +209,7 @@ def export_runtimes(
             "argmax_agreement_vs_torch": agreement,
             "check_rows": len(checked),
             "opset": OPSET,
-            "quantization": "dynamic int8 weights (onnxruntime.quantization)" if name == "onnx-int8" else None,
+            "quantization": "dynamic int8, per-channel weights (onnxruntime)" if name == "onnx-int8" else None,
             "size_bytes": path.stat().st_size,
         }
         logger.info(

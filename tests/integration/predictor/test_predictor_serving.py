@@ -145,7 +145,8 @@ def test_v1_instances_and_objects(served: Served) -> None:
     for p in predictions:
         assert set(p) == {"label", "score", "prediction_id"} and p["label"] in LABELS
     assert objects.json()["predictions"][0]["label"] == predictions[0]["label"]
-    assert objects.json()["predictions"][0]["score"] == pytest.approx(predictions[0]["score"], abs=1e-4)
+    tolerance = BATCH_TOLERANCE[served.runtime]  # "great" alone vs beside "awful"
+    assert objects.json()["predictions"][0]["score"] == pytest.approx(predictions[0]["score"], abs=tolerance)
     (single,) = with_probabilities.json()["predictions"]
     assert set(single["probabilities"]) == LABELS
     assert single["probabilities"][single["label"]] == pytest.approx(single["score"])
