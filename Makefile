@@ -82,3 +82,18 @@ run:
 # Regenerate manifests/ from the chart after any chart change (a test fails while they are out of sync).
 manifests:
 	bash hack/generate-manifests.sh
+
+# A real node on this machine (docs/deploy-kubernetes.md, "Local cluster without a registry"); root, Debian.
+.PHONY: images cluster-up cluster-down e2e-cluster
+images:
+	bash hack/build-images.sh
+
+cluster-up:
+	bash hack/cluster-up.sh
+
+cluster-down:
+	bash hack/cluster-down.sh
+
+e2e-cluster: images cluster-up
+	bash hack/cluster-load-images.sh ml-pipeline/operator:0.1.0
+	$(BIN)/pytest -p no:cacheprovider -m e2e tests/e2e/test_cluster_node.py tests/e2e/test_chart_on_node.py -q

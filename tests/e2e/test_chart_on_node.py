@@ -10,6 +10,7 @@ Needs the cluster, `ml-pipeline/operator:0.1.0` loaded into it, socat and Go (fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -66,44 +67,46 @@ def release(kubectl: Kubectl, database: tuple[str, int], postgres_server: Postgr
         ["bash", str(REPO / "hack/fetch-kserve-crds.sh")], capture_output=True, text=True, check=True
     ).stdout.strip()
     kubectl("apply", "--server-side", "-f", f"{crds}/crds")
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    # Right after creation a CRD has no conditions yet, which `kubectl wait` reports as an error: retry briefly.
+    for _ in range(30):
+        established = kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=5s", check=False)
+        if "condition met" in established:
+            break
+        time.sleep(1)
     kubectl("create", "namespace", NAMESPACE)
-    kubectl(
-        "create", "secret", "generic", SECRET, "-n", NAMESPACE,
-        f"--from-literal=DB_PASSWORD={postgres_server.password}",
-        "--from-literal=AWS_ACCESS_KEY_ID=unused-in-this-test",
-        "--from-literal=AWS_SECRET_ACCESS_KEY=unused-in-this-test",
-    )  # fmt: skip
-    host, port = database
-    values = {
-        "image.pullPolicy": "Never",
-        "image.tag": TAG,
-        "config.dbHost": host,
-        "config.dbPort": str(port),
-        "config.dbName": DATABASE,
-        "config.dbUser": postgres_server.user,
-        "database.existingSecret": SECRET,
-        "s3.existingSecret": SECRET,
-        "operator.resources.limits.memory": "1Gi",
-    }
-    sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
     try:
-        kubectl.helm(
-            "install", RELEASE, str(REPO / "charts/ml-pipeline"), "-n", NAMESPACE, "--wait", "--timeout", "6m", *sets,
-            timeout=420,
+        kubectl(
+            "create", "secret", "generic", SECRET, "-n", NAMESPACE,
+            f"--from-literal=DB_PASSWORD={postgres_server.password}",
+            "--from-literal=AWS_ACCESS_KEY_ID=unused-in-this-test",
+            "--from-literal=AWS_SECRET_ACCESS_KEY=unused-in-this-test",
         )  # fmt: skip
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{kubectl.diagnostics()}") from exc
-    try:
+        host, port = database
+        values = {
+            "image.pullPolicy": "Never",
+            "image.tag": TAG,
+            "config.dbHost": host,
+            "config.dbName": DATABASE,
+            "config.dbUser": postgres_server.user,
+            "database.existingSecret": SECRET,
+            "s3.existingSecret": SECRET,
+            "operator.resources.limits.memory": "1Gi",
+        }
+        sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
+        sets += ["--set", f"config.dbPort={port}"]  # an integer in the chart's schema
+        try:
+            kubectl.helm(
+                "install", RELEASE, str(REPO / "charts/ml-pipeline"), "-n", NAMESPACE, "--wait", "--timeout", "6m",
+                *sets, timeout=420,
+            )  # fmt: skip
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{kubectl.diagnostics()}") from exc
         yield
     finally:
-        subprocess.run(
-            [*kubectl.argv[:1], "--kubeconfig", str(kubectl.kubeconfig), "delete", "modeldeployments", "--all",
-             "-n", NAMESPACE, "--wait=false"],
-            capture_output=True, check=False, timeout=60,
-        )  # fmt: skip
-        kubectl.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=180)
-        kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        kubectl("delete", "modeldeployments", "--all", "-n", NAMESPACE, "--wait=false", check=False)
+        with contextlib.suppress(AssertionError):
+            kubectl.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=180)
+        kubectl("delete", "namespace", NAMESPACE, "--timeout=120s", check=False, timeout=150)
 
 
 def test_operator_pod_is_ready_and_migrated_the_database(
