@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,13 @@ from mlcore.db import create_db_engine, upgrade_to_head
 from predictor import metrics
 from predictor.prediction_log import PredictionLogWriter
 from predictor.spill import SpillFile, encode_row, read_rows
+from tests.fixtures.log_rows import prediction_row
 
 pytestmark = pytest.mark.integration
 
 
 def row(text: str, **changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": uuid.uuid4(),
-        "input_text": text,
-        "input_hash": "0" * 64,
-        "predicted_sentiment": "positive",
-        "confidence": 0.75,
-        "probabilities": {"negative": 0.25, "positive": 0.75},
-        "model_name": "sentiment",
-        "model_version": "2",
-        "deployment_id": "ns/sentiment",
-        "role": "stable",
-        "latency_ms": 3.5,
-        "request_id": "req",
-        "status": "ok",
-        "error_message": None,
-        "predicted_at": datetime.now(UTC),
-    }
-    base.update(changes)
-    return base
+    return prediction_row(text, **changes)
 
 
 def texts(engine: sa.Engine) -> list[str]:

@@ -17,30 +17,14 @@ from mlcore.db import create_db_engine, upgrade_to_head
 from predictor import metrics
 from predictor.prediction_log import PredictionLogWriter
 from predictor.spill import SpillFile, decode_row, encode_row, read_rows
+from tests.fixtures.log_rows import prediction_row
 
 pytestmark = pytest.mark.unit
 
 
 def row(text: str = "a review", **changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": uuid.uuid4(),
-        "input_text": text,
-        "input_hash": "0" * 64,
-        "predicted_sentiment": "positive",
-        "confidence": 0.75,
-        "probabilities": {"negative": 0.25, "positive": 0.75},
-        "model_name": "sentiment",
-        "model_version": "2",
-        "deployment_id": "ns/sentiment",
-        "role": "stable",
-        "latency_ms": 3.5,
-        "request_id": "req",
-        "status": "ok",
-        "error_message": None,
-        "predicted_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-    }
-    base.update(changes)
-    return base
+    # A fixed, whole-second time as these tests always had (one compares a row with its spill-line round trip).
+    return prediction_row(text, **{"predicted_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), **changes})
 
 
 @pytest.fixture
