@@ -224,14 +224,35 @@ def judge(
             _stable_record(state.stable, 100 - weight, None, active=True),
         )
         return Decision(new, "CanaryAdvanced", message, records=records)
+    return _promote_or_await(
+        replace(state, canary=canary),
+        spec,
+        now,
+        figures,
+        reason="analysis passed at 100%",
+        waiting=f"analysis passed at 100%: annotate mlpipeline.io/promote=true to promote version {canary.version}",
+    )
+
+
+def _promote_or_await(
+    state: RolloutState,
+    spec: ModelDeploymentSpec,
+    now: datetime,
+    figures: dict[str, Any],
+    *,
+    reason: str,
+    waiting: str,
+) -> Decision:
+    """A candidate that passed: promoted now with autoPromote, else held until the promote annotation."""
+    canary = state.canary
+    assert canary is not None
     if spec.rollout.auto_promote:
-        return promote(replace(state, canary=canary), now, "analysis passed at 100%", metrics=figures)
+        return promote(state, now, reason, metrics=figures)
     canary = replace(canary, awaiting_promotion=True)
-    message = f"analysis passed at 100%: annotate mlpipeline.io/promote=true to promote version {canary.version}"
     return Decision(
-        replace(state, canary=canary, message=message),
+        replace(state, canary=canary, message=waiting),
         "AwaitingPromotion",
-        message,
+        waiting,
         records=(_canary_record(canary, "progressing", metrics=figures),),
     )
 
@@ -242,15 +263,13 @@ def _shadow_agrees(
     canary = state.canary
     assert canary is not None
     canary = replace(canary, checks_passed=canary.checks_passed + 1)
-    if spec.rollout.auto_promote:
-        return promote(replace(state, canary=canary), now, f"shadow agreed: {result.summary}", metrics=figures)
-    canary = replace(canary, awaiting_promotion=True)
-    message = f"shadow agreed ({result.summary}): annotate mlpipeline.io/promote=true to promote it"
-    return Decision(
-        replace(state, canary=canary, message=message),
-        "AwaitingPromotion",
-        message,
-        records=(_canary_record(canary, "progressing", metrics=figures),),
+    return _promote_or_await(
+        replace(state, canary=canary),
+        spec,
+        now,
+        figures,
+        reason=f"shadow agreed: {result.summary}",
+        waiting=f"shadow agreed ({result.summary}): annotate mlpipeline.io/promote=true to promote it",
     )
 
 
@@ -266,15 +285,13 @@ def _judge_ab(
         message = f"A/B test of version {canary.version}: {why}"
         return Decision(replace(state, message=message), "ExperimentRunning", message)
     if result.winner == "canary":
-        if spec.rollout.auto_promote:
-            return promote(state, now, f"A/B test won: {why}", metrics=figures)
-        canary = replace(canary, awaiting_promotion=True)
-        message = f"A/B test won ({why}): annotate mlpipeline.io/promote=true to promote version {canary.version}"
-        return Decision(
-            replace(state, canary=canary, message=message),
-            "AwaitingPromotion",
-            message,
-            records=(_canary_record(canary, "progressing", metrics=figures),),
+        return _promote_or_await(
+            state,
+            spec,
+            now,
+            figures,
+            reason=f"A/B test won: {why}",
+            waiting=f"A/B test won ({why}): annotate mlpipeline.io/promote=true to promote version {canary.version}",
         )
     if result.winner == "stable":
         return roll_back(state, now, f"A/B test lost: {why}", metrics=figures)
