@@ -7,12 +7,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from mlcore.db import ModelDeployment, session_scope
 from mlpipeline_operator.config import OperatorConfig
-from tests.fixtures.operator_harness import Cluster, OperatorThread, log_mirrored, model_deployment, wait_for
+from tests.fixtures.operator_harness import (
+    Cluster,
+    OperatorThread,
+    deployment_rows,
+    log_mirrored,
+    model_deployment,
+    wait_for,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -26,11 +31,9 @@ SHADOW = {
 
 
 def rows(engine: Engine, deployment_id: str) -> list[tuple]:
-    with session_scope(engine) as session:
-        found = session.execute(
-            select(ModelDeployment).where(ModelDeployment.deployment_id == deployment_id).order_by(ModelDeployment.id)
-        ).scalars()
-        return [(r.rollout_id, r.deployment_type, r.is_active, r.traffic_percent, r.outcome) for r in found]
+    return deployment_rows(
+        engine, deployment_id, "rollout_id", "deployment_type", "is_active", "traffic_percent", "outcome"
+    )
 
 
 def env(isvc: dict) -> dict[str, str]:
