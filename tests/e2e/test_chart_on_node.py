@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.e2e.cluster_support import NODE_IP, Kubectl, cluster_or_skip
+from tests.fixtures.kserve import kserve_dir
 from tests.fixtures.postgres import PostgresServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -63,10 +64,7 @@ def database(postgres_server: PostgresServer) -> Iterator[tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def release(kubectl: Kubectl, database: tuple[str, int], postgres_server: PostgresServer) -> Iterator[None]:
-    crds = subprocess.run(
-        ["bash", str(REPO / "hack/fetch-kserve-crds.sh")], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    kubectl("apply", "--server-side", "-f", f"{crds}/crds")
+    kubectl("apply", "--server-side", "-f", str(kserve_dir() / "crds"))
     # Right after creation a CRD has no conditions yet, which `kubectl wait` reports as an error: retry briefly.
     for _ in range(30):
         established = kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=5s", check=False)

@@ -4,7 +4,8 @@
   API server admits every object (CRDs from crds/, RBAC, workloads, the ClusterServingRuntime, monitoring CRs);
 - `kubectl apply --dry-run=server -f manifests/` and `-f manifests/examples/` succeed once the CRDs are installed:
   the example ModelDeployments pass the CRD's schema and CEL rules at admission.
-KServe and Prometheus-operator CRDs are minimal stand-ins from tests/fixtures/crds/.
+KServe's CRDs are its real ones (hack/fetch-kserve-crds.sh); Gateway API and Prometheus-operator CRDs are minimal
+stand-ins from tests/fixtures/crds/.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.kserve import kserve_crd
 from tests.integration.packaging.chart_support import CHART, FIXTURE_CRDS, REPO
 
 pytestmark = pytest.mark.k8s
 
 MANIFESTS = REPO / "manifests"
-# CRDs the chart's objects need besides its own crds/ (KServe, Gateway API, Prometheus operator stand-ins).
+# CRDs the chart's objects need besides its own crds/ and KServe's: Gateway API and Prometheus operator stand-ins.
 STAND_IN_CRDS = [
-    "inferenceservices.serving.kserve.io.yaml",
-    "clusterservingruntimes.serving.kserve.io.yaml",
     "httproutes.gateway.networking.k8s.io.yaml",
     "servicemonitors.monitoring.coreos.com.yaml",
     "podmonitors.monitoring.coreos.com.yaml",
@@ -35,8 +35,9 @@ STAND_IN_CRDS = [
 
 @pytest.fixture(scope="module")
 def cluster(kube_apiserver: Any) -> Any:
-    """The shared API server with the stand-in CRDs and the project's CRDs installed and established."""
-    files = [FIXTURE_CRDS / name for name in STAND_IN_CRDS] + sorted((CHART / "crds").glob("*.yaml"))
+    """The shared API server with KServe's real CRDs, the stand-ins and the project's CRDs installed and established."""
+    kserve = [kserve_crd("inferenceservices"), kserve_crd("clusterservingruntimes")]
+    files = kserve + [FIXTURE_CRDS / name for name in STAND_IN_CRDS] + sorted((CHART / "crds").glob("*.yaml"))
     for path in files:
         kube_apiserver.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
     names = [d["metadata"]["name"] for p in files for d in yaml.safe_load_all(p.read_text()) if d]
