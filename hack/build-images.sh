@@ -106,4 +106,7 @@ for name in $IMAGES; do
   size=$("$DOCKER" image inspect -f '{{.Size}}' "$ref")
   summary+=("$(printf '%-36s %6d MB  %4ds  uid 10001, --read-only, --help ok' "$ref" $((size / 1000000)) $((SECONDS - begin)))")
 done
+# The legacy builder leaves each build's first stage behind untagged (it carries the base image's mlp.inputs label):
+# remove those, and only those, so rebuilds do not fill the disk.
+"$DOCKER" image prune -f --filter dangling=true --filter label=mlp.inputs >/dev/null
 printf '%s\n' "${summary[@]}"
