@@ -18,7 +18,7 @@ stop() {
     rm -f "$RUN/pids/$name"
   done
 }
-stop kube-controller-manager kube-scheduler
+stop kserve-manager kube-controller-manager kube-scheduler
 if alive kubelet && alive kube-apiserver && alive containerd; then
   # Nothing recreates them now; kubelet sees each pod gone and stops its containers and sandbox (CNI DEL).
   kubectl_ delete pods --all --all-namespaces --force --grace-period=0 --wait=false >/dev/null 2>&1 || true

@@ -256,6 +256,9 @@ def _predictor(
             {
                 "name": "kserve-container",
                 "image": p.image or defaults.predictor_image,
+                # Replaces the image's default arguments (`--model_dir /mnt/models`, for a plain `docker run` with a
+                # mounted version), which would contradict PREDICTOR_STORAGE_URI: the predictor refuses both.
+                "args": ["--model_name", spec.model.name],
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 **container,
             }

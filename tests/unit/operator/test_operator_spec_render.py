@@ -72,6 +72,8 @@ def test_raw_deployment_stable_only():
         "PREDICTOR_STORAGE_URI": "s3://models/sentiment/1",
     }
     assert container["envFrom"] == [{"secretRef": {"name": "db"}}, {"secretRef": {"name": "s3"}}]
+    # The image's default CMD names --model_dir; the predictor refuses it together with PREDICTOR_STORAGE_URI.
+    assert container["args"] == ["--model_name", "sentiment"]
 
 
 def test_raw_deployment_canary_is_a_second_service_with_a_weighted_route():
