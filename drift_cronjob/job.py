@@ -19,7 +19,6 @@ from drift_cronjob.notify import deliver_pending
 from drift_cronjob.pushgateway import build_registry, push
 from drift_cronjob.reference import (
     ModelReference,
-    card_labels,
     load_model_card,
     load_model_reference,
     parse_reference_window,
@@ -29,7 +28,9 @@ from drift_cronjob.settings import DriftSettings
 from mlcore.config import Settings
 from mlcore.db import DatasetMetric, create_db_engine, session_scope
 from mlcore.errors import DatabaseError, MLPipelineException, StorageError
+from mlcore.model_version import ModelCard
 from mlcore.storage import join_key
+from mlcore.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def run_job(core: Settings, settings: DriftSettings, options: JobOptions | None 
     """Analyse every target; DatabaseError when the database cannot be reached at all."""
     options = options or JobOptions()
     if options.reference_window:
-        parse_reference_window(options.reference_window, db.utc_now())  # refuse a bad spec before any work
+        parse_reference_window(options.reference_window, utc_now())  # refuse a bad spec before any work
     engine = create_db_engine(settings=core)
     try:
         db.wait_for_database(engine, settings.db_retry_attempts, settings.db_retry_wait_s)
@@ -103,7 +104,7 @@ def _run_target(
     run_id = uuid.uuid4().hex
     where = f"{target.deployment_id} (model {target.model_name} v{target.model_version})"
     start, end, behind = window_bounds(
-        engine, target, (options.now or db.utc_now()) - timedelta(seconds=settings.window_delay_s), settings
+        engine, target, (options.now or utc_now()) - timedelta(seconds=settings.window_delay_s), settings
     )
     outcome = RunOutcome(target.deployment_id, target.model_version, run_id, "running")
     if start >= end:
@@ -156,7 +157,7 @@ def _analyse(
     numerical, categorical = columns_for(descriptors)
     # The reference first: a broken model version is a failure even when the window is too small to analyse.
     reference = _load_reference(engine, core, settings, target, options, start)
-    labels = card_labels(reference.card)
+    labels = reference.card.label_names()
     with session_scope(engine) as session:
         current_count, previous_counts = db.request_counts(
             session, target, start, end, settings.volume_baseline_windows
@@ -211,13 +212,13 @@ def _analyse(
             max_rows=settings.embeddings_max_rows,
             seed=settings.sample_seed,
             batch_size=settings.embeddings_batch_size,
-            max_length=min(int(card.get("max_length") or 128), 256),
+            max_length=min(card.max_length or 128, 256),
         )
         result.embedding, result.embedding_html = compare_embeddings(current_emb, reference_emb, settings)
 
     drift = drift_condition(result, settings, where)
     drift.details["reference"] = reference_source
-    performance, quality = quality_condition(pairs, card.get("metrics") or target.model_metrics, settings, where)
+    performance, quality = quality_condition(pairs, card.metrics or target.model_metrics, settings, where)
     if performance.active is None and performance.reason:
         log.info("%s: no quality verdict: %s", where, performance.reason)
 
@@ -247,7 +248,7 @@ def _analyse(
         done.raised or "none",
         done.resolved or "none",
     )
-    push(settings, target, build_registry(target, result, quality, window.rows, db.utc_now().timestamp()))
+    push(settings, target, build_registry(target, result, quality, window.rows, utc_now().timestamp()))
 
 
 def _load_reference(
@@ -270,7 +271,7 @@ def _load_reference(
             descriptors=descriptors,
             keep_texts=settings.embeddings,
             batch_rows=settings.fetch_batch_rows,
-            labels=card_labels(card),
+            labels=card.label_names(),
         )
     frame = logs.frame
     if len(frame) > settings.reference_max_rows:
@@ -279,7 +280,7 @@ def _load_reference(
     return ModelReference(frame, logs.texts, card, source)
 
 
-def _card_or_empty(target: db.Target, core: Settings) -> dict[str, Any]:
+def _card_or_empty(target: db.Target, core: Settings) -> ModelCard:
     """With a reference window the model card only feeds the quality check: its absence is not fatal."""
     try:
         return load_model_card(target, core)
@@ -290,7 +291,7 @@ def _card_or_empty(target: db.Target, core: Settings) -> dict[str, Any]:
             target.model_version,
             exc,
         )
-        return {}
+        return ModelCard()
 
 
 def _upload_reports(

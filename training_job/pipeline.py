@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlcore.config import Settings
 from mlcore.db import create_db_engine, upgrade_to_head
+from mlcore.model_version import local_card, version_prefix
 from mlcore.storage import join_key, open_storage
 from training_job import search
 from training_job.checkpoints import CheckpointStore, CheckpointSyncCallback
@@ -31,15 +32,7 @@ from training_job.evaluation import (
     write_reports,
 )
 from training_job.export import export_runtimes
-from training_job.publishing import (
-    MODEL_CARD,
-    build_model_card,
-    copy_local,
-    models_prefix,
-    publish_model,
-    reference_frame,
-    write_model_dir,
-)
+from training_job.publishing import build_model_card, copy_local, publish_model, reference_frame, write_model_dir
 from training_job.records import RunRecorder
 from training_job.slices import build_slices
 from training_job.splitting import Splits, frame_hash, sample, split_dataset, stable_subset
@@ -146,9 +139,7 @@ def base_model_name(requested: str, model_path: str) -> str:
 
 def _score_model_dir(directory: Path, test: pd.DataFrame, config: JobConfig) -> float:
     """Test accuracy of a saved model (the current champion) on this run's test rows, with its own settings."""
-    card_path = directory / MODEL_CARD
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    max_length = int(card.get("max_length", config.hyper.max_length))
+    max_length = local_card(directory).max_length or config.hyper.max_length
     tokenizer = load_tokenizer(str(directory))
     model = load_model(str(directory))
     dataset = to_dataset(tokenizer, test, max_length, config.head_fraction)
@@ -406,7 +397,7 @@ class TrainingRun:
             head_fraction=config.head_fraction,
         )
         model_dir = write_model_dir(trainer.model, tokenizer, card, reference, run_dir / "model")
-        card["runtimes"] = export_runtimes(
+        card.runtimes = export_runtimes(  # type: ignore[assignment]  # validated into RuntimeEntry
             model_dir,
             data.test["text"].tolist(),
             labels,
@@ -415,7 +406,7 @@ class TrainingRun:
             torch_accuracy=metrics["accuracy"],
         )
         version, manifest = publish_model(self.storage, config.model_name, model_dir, card)
-        storage_uri = self.storage.uri_for(join_key(models_prefix(config.model_name), version))
+        storage_uri = self.storage.uri_for(version_prefix(config.model_name, version))
         final_dir = copy_local(model_dir, manifest, config.final_dir)
         tracker.set_tags({"storage_uri": storage_uri, "storage_version": version})
         tracker.log_artifacts(model_dir, "model")
