@@ -1,6 +1,6 @@
 """The schema every component shares. Changes go through an Alembic migration in mlcore/migrations.
 
-Who writes what (see ARCHITECTURE.md): the predictor writes prediction_logs, the operator model_deployments, the
+Who writes what (see docs/architecture.md): the predictor writes prediction_logs, the operator model_deployments, the
 training job experiment_runs and dataset_metrics (data statistics), the drift job dataset_metrics (drift),
 monitoring_alerts and drift_runs.
 """
