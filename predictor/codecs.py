@@ -251,6 +251,17 @@ def encode_v1(predictions: list[Prediction], *, labels: list[str], return_probab
 # --- one interface over both protocols ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a request is answered with, whatever its protocol."""
+
+    predictions: list[Prediction]
+    model_name: str
+    model_version: str | None
+    labels: list[str]
+    return_probabilities: bool
+
+
 class Codec(ABC):
     """Decode a request and encode its answer for one protocol; chosen once per request by `codec_for`."""
 
@@ -260,16 +271,7 @@ class Codec(ABC):
     def decode(self, payload: Any, limits: TextLimits) -> DecodedRequest: ...
 
     @abstractmethod
-    def encode(
-        self,
-        payload: Any,
-        predictions: list[Prediction],
-        *,
-        model_name: str,
-        model_version: str | None,
-        labels: list[str],
-        return_probabilities: bool,
-    ) -> Any: ...
+    def encode(self, payload: Any, answer: Answer) -> Any: ...
 
 
 class V1Codec(Codec):
@@ -278,17 +280,8 @@ class V1Codec(Codec):
     def decode(self, payload: Any, limits: TextLimits) -> DecodedRequest:
         return decode_v1(payload, limits)
 
-    def encode(
-        self,
-        payload: Any,
-        predictions: list[Prediction],
-        *,
-        model_name: str,
-        model_version: str | None,
-        labels: list[str],
-        return_probabilities: bool,
-    ) -> dict[str, Any]:
-        return encode_v1(predictions, labels=labels, return_probabilities=return_probabilities)
+    def encode(self, payload: Any, answer: Answer) -> dict[str, Any]:
+        return encode_v1(answer.predictions, labels=answer.labels, return_probabilities=answer.return_probabilities)
 
 
 class V2Codec(Codec):
@@ -297,24 +290,15 @@ class V2Codec(Codec):
     def decode(self, payload: Any, limits: TextLimits) -> DecodedRequest:
         return decode_v2(payload, limits)
 
-    def encode(
-        self,
-        payload: Any,
-        predictions: list[Prediction],
-        *,
-        model_name: str,
-        model_version: str | None,
-        labels: list[str],
-        return_probabilities: bool,
-    ) -> InferResponse:
+    def encode(self, payload: Any, answer: Answer) -> InferResponse:
         return encode_v2(
             payload,
-            predictions,
-            model_name=model_name,
-            model_version=model_version,
+            answer.predictions,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
             response_id=payload.id or str(uuid.uuid4()),
-            labels=labels,
-            return_probabilities=return_probabilities,
+            labels=answer.labels,
+            return_probabilities=answer.return_probabilities,
         )
 
 

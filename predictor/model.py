@@ -158,11 +158,7 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
             self.mirror.offer(decoded.texts, request_id)
         return codec.encode(
             payload,
-            predictions,
-            model_name=self.name,
-            model_version=self.model_version,
-            labels=self.labels,
-            return_probabilities=decoded.return_probabilities,
+            codecs.Answer(predictions, self.name, self.model_version, self.labels, decoded.return_probabilities),
         )
 
     def _decode(
