@@ -179,6 +179,25 @@ class StorageEnvironment(BaseSettings):
         return self.s3_endpoint_url or self.aws_endpoint_url_s3 or self.aws_endpoint_url or self.mlflow_s3_endpoint_url
 
 
+class ProcessEnvironment(BaseSettings):
+    """What is read before (or beside) a component's settings: how to log, progress bars, offline mode. Every field
+    is plain text, read leniently by its user (an unknown LOG_FORMAT means auto), so reading it never fails."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    mlp_progress: str = "auto"
+    hf_hub_offline: str = ""
+    hf_datasets_offline: str = ""
+    mlp_setup_timings: str | None = None  # `make run`'s own step timings, for the demo's summary
+
+
+def process_environment() -> ProcessEnvironment:
+    """Read afresh on every call (tests and `make run` change the environment between calls)."""
+    return ProcessEnvironment()
+
+
 def storage_environment() -> StorageEnvironment:
     return load_component_settings(StorageEnvironment, "storage configuration")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcore.config import get_settings
+from mlcore.config import get_settings, process_environment
 from mlcore.errors import MLPipelineException, StorageError
 from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
 from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
@@ -340,7 +340,7 @@ def setup_timings(value: str | None) -> dict[str, float]:
 
 def _print_timings(stages: dict[str, float], out: Any = None) -> None:
     """How long each stage took (the `make run` steps before the demo included), for the README's first-run figures."""
-    rows = {**setup_timings(os.environ.get("MLP_SETUP_TIMINGS")), **stages}
+    rows = {**setup_timings(process_environment().mlp_setup_timings), **stages}
     width = max(len(name) for name in rows)
     lines = ["", "== time per stage =="]
     lines += [f"{name:<{width}}  {seconds:7.1f} s" for name, seconds in rows.items()]
