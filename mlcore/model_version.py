@@ -26,8 +26,6 @@ MODELS_ROOT = "models"
 MODEL_CARD = "model_card.json"
 REFERENCE = "reference.parquet"
 HF_CONFIG = "config.json"
-# reference.parquet: what the training job writes; the drift job needs the last three.
-REFERENCE_COLUMNS = ("text", "label", "predicted_label", "confidence")
 
 
 def models_prefix(model_name: str) -> str:
