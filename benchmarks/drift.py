@@ -32,8 +32,8 @@ DEPLOYMENT = "bench/sentiment"
 def _prepare(database_url: str, storage_uri: str, rows: int, seed: int) -> None:
     import numpy as np
 
-    from drift_cronjob.db import utc_now
     from mlcore.db import create_db_engine, upgrade_to_head
+    from mlcore.timeutil import utc_now
     from tests.integration.drift_cronjob import drift_synthetic as syn
 
     rng = np.random.default_rng(seed)

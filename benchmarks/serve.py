@@ -83,7 +83,9 @@ def load_texts(n: int) -> list[str]:
 
         frame = pd.read_csv(path, nrows=n * 2)
         texts = [str(t).replace("<br />", " ") for t in frame.iloc[:, 0]]
-        return [t for t in texts if len(t) <= 5000][:n]  # the predictor refuses longer texts (400)
+        from predictor.settings import MAX_TEXT_CHARS
+
+        return [t for t in texts if len(t) <= MAX_TEXT_CHARS][:n]  # the predictor refuses longer texts (400)
     words = ["the", "film", "was", "good", "although", "the", "ending", "felt", "rushed", "and", "uneven"]
     rng = np.random.default_rng(0)
     return [" ".join(rng.choice(words, size=int(rng.integers(20, 200)))) for _ in range(n)]

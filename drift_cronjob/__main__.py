@@ -63,7 +63,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _parse_now(raw: str | None) -> datetime | None:
     if raw is None:
         return None
-    from drift_cronjob.db import as_utc
+    from mlcore.timeutil import as_utc
 
     try:
         return as_utc(datetime.fromisoformat(raw))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from drift_cronjob.checks import Condition
 from drift_cronjob.db import Target
 from mlcore.db import ModelDeployment, MonitoringAlert
+from mlcore.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Reconciled:
     raised: list[int]
-    kept_open: list[int]
     resolved: list[int]
 
 
@@ -41,9 +40,8 @@ def reconcile(
     session: Session, target: Target, conditions: list[Condition], run_id: str, report_uri: str | None
 ) -> Reconciled:
     """Raise new alerts, keep open ones without duplicating them, resolve those whose condition cleared."""
-    now = datetime.now(UTC)
+    now = utc_now()
     raised: list[int] = []
-    kept: list[int] = []
     resolved: list[int] = []
     for condition in conditions:
         if condition.active is None:
@@ -60,7 +58,6 @@ def reconcile(
             }
             if condition.severity == "critical" and existing.severity != "critical":
                 existing.severity = "critical"
-            kept.append(existing.id)
         elif condition.active:
             alert = MonitoringAlert(
                 deployment_id=target.deployment_id,
@@ -85,7 +82,7 @@ def reconcile(
             existing.details = {**(existing.details or {}), "resolved_by_run_id": run_id}
             resolved.append(existing.id)
             log.info("alert %d (%s) resolved: the condition cleared", existing.id, condition.alert_type)
-    return Reconciled(raised, kept, resolved)
+    return Reconciled(raised, resolved)
 
 
 def resolve_retired(session: Session) -> list[int]:
@@ -99,7 +96,7 @@ def resolve_retired(session: Session) -> list[int]:
             tuple_(MonitoringAlert.deployment_id, MonitoringAlert.model_version).not_in(active),
         )
     ).all()
-    now = datetime.now(UTC)
+    now = utc_now()
     for alert in stale:
         alert.resolved = True
         alert.resolved_at = now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -18,15 +18,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from drift_cronjob.features import feature_frame, normalize_labels
 from mlcore.db import DriftRun, ModelDeployment, PredictionLog, session_scope
 from mlcore.errors import ConfigurationError, DatabaseError
+from mlcore.timeutil import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 
 REQUIRED_TABLES = ("prediction_logs", "model_deployments", "dataset_metrics", "monitoring_alerts", "drift_runs")
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything this job stores is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def wait_for_database(engine: Engine, attempts: int, first_wait_s: float) -> None:
@@ -134,7 +130,7 @@ def start_run(engine: Engine, run_id: str, target: Target, start: datetime, end:
 def finish_run(session: Session, run_id: str, status: str, **values: Any) -> None:
     run = session.scalars(select(DriftRun).where(DriftRun.run_id == run_id)).one()
     run.status = status
-    run.finished_at = datetime.now(UTC)
+    run.finished_at = utc_now()
     for key, value in values.items():
         setattr(run, key, value)
 
@@ -247,22 +243,3 @@ def feedback_pairs(
             "actual": normalize_labels((r[1] for r in rows), labels),
         }
     )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_duration(raw: str) -> timedelta:
-    """'90m', '36h', '7d', '2w' -> timedelta."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-    value = raw.strip().lower()
-    if len(value) < 2 or value[-1] not in units:
-        raise ConfigurationError(f"invalid duration {raw!r}: expected a number with s, m, h, d or w (e.g. 7d)")
-    try:
-        number = float(value[:-1])
-    except ValueError:
-        raise ConfigurationError(f"invalid duration {raw!r}: expected a number with s, m, h, d or w") from None
-    if number <= 0:
-        raise ConfigurationError(f"invalid duration {raw!r}: must be positive")
-    return timedelta(seconds=number * units[value[-1]])

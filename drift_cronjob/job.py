@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from drift_cronjob import db
@@ -19,7 +20,6 @@ from drift_cronjob.notify import deliver_pending
 from drift_cronjob.pushgateway import build_registry, push
 from drift_cronjob.reference import (
     ModelReference,
-    card_labels,
     load_model_card,
     load_model_reference,
     parse_reference_window,
@@ -29,7 +29,9 @@ from drift_cronjob.settings import DriftSettings
 from mlcore.config import Settings
 from mlcore.db import DatasetMetric, create_db_engine, session_scope
 from mlcore.errors import DatabaseError, MLPipelineException, StorageError
+from mlcore.model_version import ModelCard
 from mlcore.storage import join_key
+from mlcore.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def run_job(core: Settings, settings: DriftSettings, options: JobOptions | None 
     """Analyse every target; DatabaseError when the database cannot be reached at all."""
     options = options or JobOptions()
     if options.reference_window:
-        parse_reference_window(options.reference_window, db.utc_now())  # refuse a bad spec before any work
+        parse_reference_window(options.reference_window, utc_now())  # refuse a bad spec before any work
     engine = create_db_engine(settings=core)
     try:
         db.wait_for_database(engine, settings.db_retry_attempts, settings.db_retry_wait_s)
@@ -103,7 +105,7 @@ def _run_target(
     run_id = uuid.uuid4().hex
     where = f"{target.deployment_id} (model {target.model_name} v{target.model_version})"
     start, end, behind = window_bounds(
-        engine, target, (options.now or db.utc_now()) - timedelta(seconds=settings.window_delay_s), settings
+        engine, target, (options.now or utc_now()) - timedelta(seconds=settings.window_delay_s), settings
     )
     outcome = RunOutcome(target.deployment_id, target.model_version, run_id, "running")
     if start >= end:
@@ -113,7 +115,7 @@ def _run_target(
     db.start_run(engine, run_id, target, start, end)
     log.info("%s: run %s over (%s, %s]", where, run_id, start.isoformat(), end.isoformat())
     try:
-        _analyse(engine, core, settings, target, options, run_id, where, start, end, outcome, behind)
+        _analyse(TargetRun(engine, core, settings, target, options, run_id, where, start, end, outcome, behind))
     except DatabaseError:
         raise
     except Exception as exc:  # one broken deployment must not stop the others; the run records why
@@ -139,100 +141,139 @@ def window_bounds(
     return start, end, end < latest_end
 
 
-def _analyse(
-    engine: Engine,
-    core: Settings,
-    settings: DriftSettings,
-    target: db.Target,
-    options: JobOptions,
-    run_id: str,
-    where: str,
-    start: datetime,
-    end: datetime,
-    outcome: RunOutcome,
-    behind: bool = False,
-) -> None:
-    descriptors = settings.text_descriptors
-    numerical, categorical = columns_for(descriptors)
+@dataclass
+class TargetRun:
+    """One analysis of one deployment version: what every step reads, and the outcome they fill in."""
+
+    engine: Engine
+    core: Settings
+    settings: DriftSettings
+    target: db.Target
+    options: JobOptions
+    run_id: str
+    where: str
+    start: datetime
+    end: datetime
+    outcome: RunOutcome
+    behind: bool = False
+
+
+@dataclass
+class Observed:
+    """The current window as the database has it: volume figures, the features, the labelled feedback."""
+
+    current_count: int
+    previous_counts: list[int]
+    window: db.Window
+    pairs: pd.DataFrame
+
+
+def _analyse(run: TargetRun) -> None:
+    """reference -> window -> (too little: skip) -> compare -> conditions -> alerts and records -> push."""
     # The reference first: a broken model version is a failure even when the window is too small to analyse.
-    reference = _load_reference(engine, core, settings, target, options, start)
-    labels = card_labels(reference.card)
-    with session_scope(engine) as session:
+    reference = _load_reference(run)
+    observed = _observe(run, reference.card.label_names())
+    volume = volume_condition(observed.current_count, observed.previous_counts, run.settings, run.where)
+    run.outcome.rows = observed.window.rows
+    skip_reason = _skip_reason(run, observed, reference)
+    if skip_reason:
+        _record_skip(run, observed, volume, skip_reason)
+        return
+    result = _compare(run, observed, reference)
+    drift = drift_condition(result, run.settings, run.where)
+    drift.details["reference"] = reference.uri
+    metrics = reference.card.metrics or run.target.model_metrics
+    performance, quality = quality_condition(observed.pairs, metrics, run.settings, run.where)
+    if performance.active is None and performance.reason:
+        log.info("%s: no quality verdict: %s", run.where, performance.reason)
+    report_uri = _upload_reports(run.core, run.settings, run.target, run.end, result)
+    _record_success(run, observed, result, quality, [drift, performance, volume], report_uri)
+    registry = build_registry(run.target, result, quality, observed.window.rows, utc_now().timestamp())
+    push(run.settings, run.target, registry)
+
+
+def _observe(run: TargetRun, labels: list[str] | None) -> Observed:
+    settings, target = run.settings, run.target
+    with session_scope(run.engine) as session:
         current_count, previous_counts = db.request_counts(
-            session, target, start, end, settings.volume_baseline_windows
+            session, target, run.start, run.end, settings.volume_baseline_windows
         )
         window = db.load_window(
             session,
             target,
-            start,
-            end,
-            descriptors=descriptors,
+            run.start,
+            run.end,
+            descriptors=settings.text_descriptors,
             keep_texts=settings.embeddings,
             batch_rows=settings.fetch_batch_rows,
             labels=labels,
         )
-        pairs = db.feedback_pairs(session, target, start, end, labels)
-    reference_frame, card, reference_source = reference.frame, reference.card, reference.uri
+        pairs = db.feedback_pairs(session, target, run.start, run.end, labels)
+    return Observed(current_count, previous_counts, window, pairs)
 
-    volume = volume_condition(current_count, previous_counts, settings, where)
-    outcome.rows = window.rows
-    skip_reason = ""
-    if window.rows < settings.min_rows:
-        skip_reason = (
-            f"{window.rows} successful predictions in the window, fewer than DRIFT_MIN_ROWS={settings.min_rows}"
-        )
-    elif len(reference_frame) < settings.min_rows:
-        skip_reason = (
-            f"the reference ({reference_source}) has {len(reference_frame)} rows, fewer than {settings.min_rows}"
-        )
-    if skip_reason:
-        # Too little to compare distributions, but the volume verdict still counts (an outage empties the window).
-        with session_scope(engine) as session:
-            done = reconcile(session, target, [volume], run_id, None)
-            _add_metrics(session, run_id, target, None, None, current_count, volume)
-            # Behind the clock, a sparse chunk is passed over ("sparse" moves the watermark); at the clock, the
-            # next window starts at the same watermark and gathers more rows.
-            recorded = "sparse" if behind and window.rows < settings.min_rows else "skipped"
-            db.finish_run(session, run_id, recorded, reason=skip_reason, rows=window.rows)
-        outcome.status, outcome.reason = "skipped", skip_reason
-        outcome.alerts_raised, outcome.alerts_resolved = done.raised, done.resolved
-        log.info("%s: skipped: %s", where, skip_reason)
-        return
 
-    result = compare(window.frame, reference_frame, numerical, categorical, settings, title=where)
+def _skip_reason(run: TargetRun, observed: Observed, reference: ModelReference) -> str:
+    """Why there is too little to compare distributions; empty when there is enough."""
+    min_rows = run.settings.min_rows
+    if observed.window.rows < min_rows:
+        return f"{observed.window.rows} successful predictions in the window, fewer than DRIFT_MIN_ROWS={min_rows}"
+    if len(reference.frame) < min_rows:
+        return f"the reference ({reference.uri}) has {len(reference.frame)} rows, fewer than {min_rows}"
+    return ""
+
+
+def _record_skip(run: TargetRun, observed: Observed, volume: Condition, reason: str) -> None:
+    """Too little to compare distributions, but the volume verdict still counts (an outage empties the window)."""
+    rows = observed.window.rows
+    with session_scope(run.engine) as session:
+        done = reconcile(session, run.target, [volume], run.run_id, None)
+        _add_metrics(session, run.run_id, run.target, None, None, observed.current_count, volume)
+        # Behind the clock, a sparse chunk is passed over ("sparse" moves the watermark); at the clock, the
+        # next window starts at the same watermark and gathers more rows.
+        recorded = "sparse" if run.behind and rows < run.settings.min_rows else "skipped"
+        db.finish_run(session, run.run_id, recorded, reason=reason, rows=rows)
+    run.outcome.status, run.outcome.reason = "skipped", reason
+    run.outcome.alerts_raised, run.outcome.alerts_resolved = done.raised, done.resolved
+    log.info("%s: skipped: %s", run.where, reason)
+
+
+def _compare(run: TargetRun, observed: Observed, reference: ModelReference) -> DriftResult:
+    """Evidently over the feature columns, plus (DRIFT_EMBEDDINGS) the embedding distance of the texts."""
+    settings = run.settings
+    numerical, categorical = columns_for(settings.text_descriptors)
+    result = compare(observed.window.frame, reference.frame, numerical, categorical, settings, title=run.where)
     if settings.embeddings:
         from drift_cronjob.embeddings import embed_both
 
         current_emb, reference_emb = embed_both(
-            target,
-            core,
-            window.texts,
+            run.target,
+            run.core,
+            observed.window.texts,
             reference.texts,
             max_rows=settings.embeddings_max_rows,
             seed=settings.sample_seed,
             batch_size=settings.embeddings_batch_size,
-            max_length=min(int(card.get("max_length") or 128), 256),
+            max_length=min(reference.card.max_length or 128, 256),
         )
         result.embedding, result.embedding_html = compare_embeddings(current_emb, reference_emb, settings)
+    return result
 
-    drift = drift_condition(result, settings, where)
-    drift.details["reference"] = reference_source
-    performance, quality = quality_condition(pairs, card.get("metrics") or target.model_metrics, settings, where)
-    if performance.active is None and performance.reason:
-        log.info("%s: no quality verdict: %s", where, performance.reason)
 
-    report_uri = _upload_reports(core, settings, target, end, result)
-    with session_scope(engine) as session:
-        done = reconcile(session, target, [drift, performance, volume], run_id, report_uri)
-        _add_metrics(session, run_id, target, result, quality, current_count, volume)
-        db.finish_run(
-            session,
-            run_id,
-            "success",
-            rows=window.rows,
-            drift_share=result.drift_share,
-            report_uri=report_uri,
-        )
+def _record_success(
+    run: TargetRun,
+    observed: Observed,
+    result: DriftResult,
+    quality: Quality | None,
+    conditions: list[Condition],
+    report_uri: str,
+) -> None:
+    rows = observed.window.rows
+    volume = conditions[-1]
+    with session_scope(run.engine) as session:
+        done = reconcile(session, run.target, conditions, run.run_id, report_uri)
+        _add_metrics(session, run.run_id, run.target, result, quality, observed.current_count, volume)
+        db.finish_run(session, run.run_id, "success", rows=rows, drift_share=result.drift_share, report_uri=report_uri)
+    outcome = run.outcome
     outcome.status = "success"
     outcome.drift_share = result.drift_share
     outcome.drifted_columns = result.drifted_columns
@@ -240,28 +281,26 @@ def _analyse(
     outcome.alerts_raised, outcome.alerts_resolved = done.raised, done.resolved
     log.info(
         "%s: %d rows, drift share %.2f, drifted %s, alerts raised %s resolved %s",
-        where,
-        window.rows,
+        run.where,
+        rows,
         result.drift_share,
         result.drifted_columns or "none",
         done.raised or "none",
         done.resolved or "none",
     )
-    push(settings, target, build_registry(target, result, quality, window.rows, db.utc_now().timestamp()))
 
 
-def _load_reference(
-    engine: Engine, core: Settings, settings: DriftSettings, target: db.Target, options: JobOptions, start: datetime
-) -> ModelReference:
+def _load_reference(run: TargetRun) -> ModelReference:
     """The published reference sample of the version, or (--reference-window) earlier logs plus the model card."""
+    settings, target, core = run.settings, run.target, run.core
     descriptors = settings.text_descriptors
-    if not options.reference_window:
+    if not run.options.reference_window:
         return load_model_reference(
             target, core, max_rows=settings.reference_max_rows, seed=settings.sample_seed, descriptors=descriptors
         )
-    span = parse_reference_window(options.reference_window, start)
+    span = parse_reference_window(run.options.reference_window, run.start)
     card = _card_or_empty(target, core)
-    with session_scope(engine) as session:
+    with session_scope(run.engine) as session:
         logs = db.load_window(
             session,
             target,
@@ -270,7 +309,7 @@ def _load_reference(
             descriptors=descriptors,
             keep_texts=settings.embeddings,
             batch_rows=settings.fetch_batch_rows,
-            labels=card_labels(card),
+            labels=card.label_names(),
         )
     frame = logs.frame
     if len(frame) > settings.reference_max_rows:
@@ -279,7 +318,7 @@ def _load_reference(
     return ModelReference(frame, logs.texts, card, source)
 
 
-def _card_or_empty(target: db.Target, core: Settings) -> dict[str, Any]:
+def _card_or_empty(target: db.Target, core: Settings) -> ModelCard:
     """With a reference window the model card only feeds the quality check: its absence is not fatal."""
     try:
         return load_model_card(target, core)
@@ -290,7 +329,7 @@ def _card_or_empty(target: db.Target, core: Settings) -> dict[str, Any]:
             target.model_version,
             exc,
         )
-        return {}
+        return ModelCard()
 
 
 def _upload_reports(

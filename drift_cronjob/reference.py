@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import pandas as pd
 
-from drift_cronjob.db import Target, as_utc, parse_duration
+from drift_cronjob.db import Target
 from drift_cronjob.features import feature_frame, normalize_labels
+from mlcore import model_version
 from mlcore.config import Settings
-from mlcore.errors import ConfigurationError, DataValidationError, ManifestError
-from mlcore.storage import Storage, join_key, open_storage, open_version, read_manifest, split_uri
+from mlcore.errors import ConfigurationError, DataValidationError
+from mlcore.model_version import ModelCard, read_card, read_reference_bytes
+from mlcore.storage import Storage, join_key, open_storage, open_version
+from mlcore.timeutil import as_utc, parse_duration
 
 log = logging.getLogger(__name__)
 
-REFERENCE_FILE = "reference.parquet"
-MODEL_CARD_FILE = "model_card.json"
+# The drift job compares the predictions; the true label is not needed.
 REFERENCE_COLUMNS = ("text", "predicted_label", "confidence")
 
 
@@ -29,8 +28,7 @@ def version_uri(target: Target, core: Settings) -> str:
     """Where the served model version lives: the operator's record, else the standard layout under the base."""
     if target.storage_uri:
         return target.storage_uri
-    root, base = split_uri(core.effective_storage_uri)
-    return f"{root.rstrip('/')}/{join_key(base, 'models', target.model_name, target.model_version)}"
+    return model_version.version_uri(core.effective_storage_uri, target.model_name, target.model_version)
 
 
 def open_model_version(target: Target, core: Settings) -> tuple[Storage, str]:
@@ -38,48 +36,17 @@ def open_model_version(target: Target, core: Settings) -> tuple[Storage, str]:
     return open_version(uri, endpoint_url=core.effective_s3_endpoint)
 
 
-def read_verified(storage: Storage, prefix: str, name: str) -> bytes:
-    """One file of a published version, refused unless the manifest lists it with this size and sha256."""
-    manifest = read_manifest(storage, prefix)
-    entry = manifest.entry(name)
-    key = join_key(prefix, name)
-    if entry is None:
-        raise ManifestError(f"{storage.uri_for(key)} is not listed in the version's manifest")
-    data = storage.get_bytes(key)
-    if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-        raise ManifestError(f"{storage.uri_for(key)} does not match its manifest checksum")
-    return data
-
-
 @dataclass
 class ModelReference:
     frame: pd.DataFrame
     texts: list[str]
-    card: dict[str, Any]
+    card: ModelCard
     uri: str
 
 
-def load_model_card(target: Target, core: Settings) -> dict[str, Any]:
+def load_model_card(target: Target, core: Settings) -> ModelCard:
     storage, prefix = open_model_version(target, core)
-    try:
-        card = json.loads(read_verified(storage, prefix, MODEL_CARD_FILE))
-    except ValueError as exc:
-        raise DataValidationError(f"{storage.uri_for(join_key(prefix, MODEL_CARD_FILE))} is not JSON: {exc}") from None
-    if not isinstance(card, dict):
-        raise DataValidationError(f"{storage.uri_for(join_key(prefix, MODEL_CARD_FILE))} is not a JSON object")
-    return card
-
-
-def card_labels(card: dict[str, Any]) -> list[str] | None:
-    labels = card.get("labels")
-    if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
-        return [x.lower() for x in labels]
-    if isinstance(labels, dict):  # id2label style {"0": "negative", ...}
-        try:
-            return [str(labels[k]).lower() for k in sorted(labels, key=lambda k: int(k))]
-        except (TypeError, ValueError):
-            return None
-    return None
+    return read_card(storage, prefix)
 
 
 def load_model_reference(
@@ -87,9 +54,9 @@ def load_model_reference(
 ) -> ModelReference:
     """reference.parquet and model_card.json of the served version, manifest-verified; subsampled to max_rows."""
     storage, prefix = open_model_version(target, core)
-    uri = storage.uri_for(join_key(prefix, REFERENCE_FILE))
-    card = load_model_card(target, core)
-    raw = read_verified(storage, prefix, REFERENCE_FILE)
+    uri = storage.uri_for(join_key(prefix, model_version.REFERENCE))
+    card = read_card(storage, prefix)
+    raw = read_reference_bytes(storage, prefix)
     try:
         table = pd.read_parquet(io.BytesIO(raw))
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
@@ -105,7 +72,7 @@ def load_model_reference(
     texts = [str(t) for t in table["text"]]
     frame = feature_frame(
         texts,
-        normalize_labels(table["predicted_label"], card_labels(card)),
+        normalize_labels(table["predicted_label"], card.label_names()),
         table["confidence"].astype(float).tolist(),
         descriptors=descriptors,
     )

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlcore.errors import ConfigurationError
+from mlcore.config import load_component_settings
 
 
 class DriftSettings(BaseSettings):
@@ -123,16 +123,4 @@ class DriftSettings(BaseSettings):
 
 def load_drift_settings(**overrides: Any) -> DriftSettings:
     """Read DRIFT_* variables (plus overrides); invalid values raise ConfigurationError naming the variable."""
-    try:
-        return DriftSettings(**overrides)
-    except ValidationError as exc:
-        parts = []
-        for item in exc.errors():
-            field = ".".join(str(p) for p in item["loc"])
-            # Errors name a field, or the alias it was read from (already a variable name).
-            name = f"DRIFT_{field.upper()}" if field in DriftSettings.model_fields else field.upper() or "settings"
-            secret = "webhook" in field.lower() or isinstance(item.get("input"), dict)
-            message = str(item["msg"]).removeprefix("Value error, ")
-            shown = "" if secret else f" (got {item.get('input')!r})"
-            parts.append(f"{name}: {message}{shown}")
-        raise ConfigurationError("invalid drift settings: " + "; ".join(parts)) from None
+    return load_component_settings(DriftSettings, "drift settings", **overrides)

@@ -23,6 +23,14 @@ class StorageError(MLPipelineException):
     """Object storage (s3:// or file://) failed or holds something unexpected."""
 
 
+class NotFoundError(StorageError):
+    """The key (or bucket) does not exist in storage; raised by every backend, caught by type, never by message."""
+
+
+class AlreadyPublishedError(StorageError):
+    """The prefix already has a manifest: published versions are immutable, take the next number."""
+
+
 class ManifestError(StorageError):
     """A published prefix has no manifest, or its files do not match it: readers must refuse it."""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from mlcore.config import process_environment
 
 # Libraries whose INFO lines are noise to an operator reading job logs.
 _QUIET = ("alembic", "botocore", "boto3", "urllib3", "s3transfer", "httpx", "filelock")
@@ -40,7 +41,7 @@ def is_terminal(stream: Any) -> bool:
 
 
 def _wants_json(stream: Any) -> bool:
-    choice = os.environ.get("LOG_FORMAT", "auto").lower()
+    choice = process_environment().log_format.lower()
     if choice in {"json", "text"}:
         return choice == "json"
     # Containers have no TTY: structured logs there, readable ones for a person at a terminal.
@@ -53,7 +54,7 @@ def progress_bars_wanted() -> bool:
     A pod, CI or a redirected file gets periodic log lines instead (see each component's progress reporter).
     MLP_PROGRESS=bars|lines overrides the guess.
     """
-    choice = os.environ.get("MLP_PROGRESS", "auto").lower()
+    choice = process_environment().mlp_progress.lower()
     if choice in {"bars", "lines"}:
         return choice == "bars"
     return is_terminal(sys.stdout) and is_terminal(sys.stderr)
@@ -74,6 +75,6 @@ def configure_logging(level: str | None = None, *, json_format: bool | None = No
             root.removeHandler(existing)
     handler._mlpipeline = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel((level or os.environ.get("LOG_LEVEL", "INFO")).upper())
+    root.setLevel((level or process_environment().log_level).upper())
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -73,11 +73,3 @@ def encode_head_tail(
         for ids in raw:
             input_ids.append(prefix + head_tail(ids, budget, head_fraction) + suffix)
     return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids]}
-
-
-def truncation_of(card: dict[str, Any] | None) -> float:
-    """The head fraction a model card asks for; plain head truncation (1.0) for cards that name none."""
-    spec = (card or {}).get("truncation") or {}
-    if spec.get("strategy") == "head+tail":
-        return float(spec.get("head_fraction", DEFAULT_HEAD_FRACTION))
-    return 1.0

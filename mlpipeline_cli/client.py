@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from predictor.settings import MAX_TEXT_CHARS
+
 
 @dataclass
 class LoadResult:
@@ -73,7 +75,7 @@ def send_reviews(
 
 BAD_REQUESTS: list[tuple[str, Any]] = [
     ("empty text", v2_payload([""])),
-    ("text over 5000 characters", v2_payload(["x" * 5001])),
+    (f"text over {MAX_TEXT_CHARS} characters", v2_payload(["x" * (MAX_TEXT_CHARS + 1)])),
     ("wrong tensor name", {"inputs": [{"name": "review", "datatype": "BYTES", "shape": [1], "data": ["ok"]}]}),
     ("wrong datatype", {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]}),
     ("malformed JSON", b"{not json"),

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcore.config import get_settings
+from mlcore.config import get_settings, process_environment
 from mlcore.errors import MLPipelineException, StorageError
 from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
 from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
 from mlpipeline_cli.progress import progress
 from mlpipeline_cli.stages import StageFailed, StageRunner
+from predictor.settings import MAX_TEXT_CHARS
 
 DEPLOYMENT_ID = "local/sentiment"
-MAX_TEXT_CHARS = 5000
 
 
 def add_demo_parser(commands: Any) -> None:
@@ -123,16 +123,17 @@ def _component(module: str, *args: str, env: dict[str, str] | None = None) -> su
 
 
 def _latest_published(storage_uri: str, name: str) -> tuple[str, str] | None:
+    from mlcore.model_version import models_prefix, version_prefix
     from mlcore.storage import list_versions, open_storage
 
     try:
         storage = open_storage(storage_uri)
-        versions = list_versions(storage, f"models/{name}")
+        versions = list_versions(storage, models_prefix(name))
     except StorageError:
         return None
     if not versions:
         return None
-    return storage.uri_for(f"models/{name}/{versions[-1]}"), versions[-1]
+    return storage.uri_for(version_prefix(name, versions[-1])), versions[-1]
 
 
 def _model_is_usable(uri: str | None) -> bool:
@@ -339,7 +340,7 @@ def setup_timings(value: str | None) -> dict[str, float]:
 
 def _print_timings(stages: dict[str, float], out: Any = None) -> None:
     """How long each stage took (the `make run` steps before the demo included), for the README's first-run figures."""
-    rows = {**setup_timings(os.environ.get("MLP_SETUP_TIMINGS")), **stages}
+    rows = {**setup_timings(process_environment().mlp_setup_timings), **stages}
     width = max(len(name) for name in rows)
     lines = ["", "== time per stage =="]
     lines += [f"{name:<{width}}  {seconds:7.1f} s" for name, seconds in rows.items()]
@@ -348,12 +349,12 @@ def _print_timings(stages: dict[str, float], out: Any = None) -> None:
 
 
 def _print_summary(summary: dict[str, Any], settings: Any) -> None:
-    from mlcore.storage import join_key, open_version
+    from mlcore.model_version import read_card
+    from mlcore.storage import open_version
 
     load: LoadResult = summary["load"]
     storage, prefix = open_version(summary["model_uri"])
-    card = json.loads(storage.get_bytes(join_key(prefix, "model_card.json")))
-    metrics = card.get("metrics", {})
+    metrics = read_card(storage, prefix).metrics  # manifest-checked, like every reader of a version
     drift = summary["drift"]
     lines = [
         "",

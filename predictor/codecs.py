@@ -7,19 +7,16 @@ Every client mistake raises InferenceInputError with a message that says what to
 from __future__ import annotations
 
 import json
+import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from kserve.protocol.infer_type import (
-    InferOutput,
-    InferRequest,
-    InferResponse,
-    deserialize_bytes_tensor,
-    to_http_parameters,
-)
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, to_http_parameters
 
 from mlcore.errors import InferenceInputError
+from predictor.settings import MAX_TEXT_CHARS
 
 INPUT_NAME = "text"
 OUTPUT_LABEL = "label"
@@ -33,7 +30,7 @@ MAX_REQUEST_ID_CHARS = 128
 
 @dataclass(frozen=True)
 class TextLimits:
-    max_chars: int = 5000
+    max_chars: int = MAX_TEXT_CHARS
     max_items: int = 64
 
 
@@ -118,9 +115,7 @@ def decode_v2(request: InferRequest, limits: TextLimits) -> DecodedRequest:
     shape = list(tensor.shape or [])
     if len(shape) != 1:
         raise InferenceInputError(f"input {INPUT_NAME!r} must have shape [N], got {shape}")
-    values = _tensor_values(tensor)
-    if shape[0] != len(values):
-        raise InferenceInputError(f"input {INPUT_NAME!r} has shape {shape} but holds {len(values)} elements")
+    values = _tensor_values(tensor, shape)
     texts = validate_texts([_as_text(v, i) for i, v in enumerate(values)], limits)
     params = to_http_parameters(request.parameters) if request.parameters else {}
     wanted = _as_bool(params.get(PARAM_PROBABILITIES, False), PARAM_PROBABILITIES)
@@ -129,22 +124,27 @@ def decode_v2(request: InferRequest, limits: TextLimits) -> DecodedRequest:
     return DecodedRequest(texts=texts, return_probabilities=wanted, request_id=request.id or None)
 
 
-def _tensor_values(tensor: Any) -> list[Any]:
-    if tensor._raw_data is not None:  # binary extension / gRPC raw_input_contents
-        try:
-            return list(deserialize_bytes_tensor(tensor._raw_data))
-        except Exception as exc:
-            raise InferenceInputError(f"input {INPUT_NAME!r}: raw BYTES contents do not decode: {exc}") from None
+def _tensor_values(tensor: InferInput, shape: list[int]) -> list[Any]:
+    """The elements of a [N] BYTES tensor, decoded by KServe's own InferInput.as_numpy(): JSON `data`, gRPC
+    `bytes_contents` and `raw_input_contents`, and the REST binary extension alike."""
     data = tensor.data
-    if data is None:
-        raise InferenceInputError(f"input {INPUT_NAME!r} carries no data")
-    if isinstance(data, np.ndarray):
-        return list(data.reshape(-1))
-    if not isinstance(data, list):
+    if data is not None and not isinstance(data, list | np.ndarray):
         raise InferenceInputError(f"input {INPUT_NAME!r}: data must be a list of strings")
-    if any(isinstance(v, list) for v in data):
+    if isinstance(data, list) and any(isinstance(v, list) for v in data):
         raise InferenceInputError(f"input {INPUT_NAME!r}: data must be a flat list of strings for shape [N]")
-    return data
+    sent = len(data) if isinstance(data, list) else data.size if isinstance(data, np.ndarray) else 0
+    if sent and sent != shape[0]:
+        raise InferenceInputError(f"input {INPUT_NAME!r} has shape {shape} but holds {sent} elements")
+    try:
+        array = tensor.as_numpy()
+    except Exception as exc:  # raw contents: bad framing (struct.error), or more or fewer elements than the shape
+        raise InferenceInputError(
+            f"input {INPUT_NAME!r}: its contents do not decode as BYTES of shape {shape}: {exc}"
+        ) from None
+    values = list(array.reshape(-1))
+    if shape[0] != len(values):
+        raise InferenceInputError(f"input {INPUT_NAME!r} has shape {shape} but holds {len(values)} elements")
+    return values
 
 
 def _as_text(value: Any, index: int) -> Any:
@@ -246,6 +246,69 @@ def encode_v1(predictions: list[Prediction], *, labels: list[str], return_probab
             item["probabilities"] = dict(zip(labels, p.probabilities, strict=True))
         out.append(item)
     return {"predictions": out}
+
+
+# --- one interface over both protocols ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a request is answered with, whatever its protocol."""
+
+    predictions: list[Prediction]
+    model_name: str
+    model_version: str | None
+    labels: list[str]
+    return_probabilities: bool
+
+
+class Codec(ABC):
+    """Decode a request and encode its answer for one protocol; chosen once per request by `codec_for`."""
+
+    protocol: str  # "v1" or "v2": the request latency metric's label
+
+    @abstractmethod
+    def decode(self, payload: Any, limits: TextLimits) -> DecodedRequest: ...
+
+    @abstractmethod
+    def encode(self, payload: Any, answer: Answer) -> Any: ...
+
+
+class V1Codec(Codec):
+    protocol = "v1"
+
+    def decode(self, payload: Any, limits: TextLimits) -> DecodedRequest:
+        return decode_v1(payload, limits)
+
+    def encode(self, payload: Any, answer: Answer) -> dict[str, Any]:
+        return encode_v1(answer.predictions, labels=answer.labels, return_probabilities=answer.return_probabilities)
+
+
+class V2Codec(Codec):
+    protocol = "v2"
+
+    def decode(self, payload: Any, limits: TextLimits) -> DecodedRequest:
+        return decode_v2(payload, limits)
+
+    def encode(self, payload: Any, answer: Answer) -> InferResponse:
+        return encode_v2(
+            payload,
+            answer.predictions,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
+            response_id=payload.id or str(uuid.uuid4()),
+            labels=answer.labels,
+            return_probabilities=answer.return_probabilities,
+        )
+
+
+V1 = V1Codec()
+V2 = V2Codec()
+
+
+def codec_for(payload: Any) -> Codec:
+    """KServe hands v2 requests (REST and gRPC) in as InferRequest objects, v1 bodies as parsed JSON."""
+    return V2 if isinstance(payload, InferRequest) else V1
 
 
 def to_predictions(probabilities: np.ndarray, labels: list[str], ids: list[str]) -> list[Prediction]:

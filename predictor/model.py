@@ -1,26 +1,24 @@
-"""The kserve.Model for sentiment: decode (codecs) -> micro-batched runtime -> encode, plus a log row per text."""
+"""The kserve.Model for sentiment: decode (codecs) -> micro-batched runtime -> record (metrics, log rows) -> encode."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kserve
 from kserve.errors import InferenceError, InvalidInput, ServerNotReady
-from kserve.protocol.infer_type import InferRequest
 
 from mlcore.config import get_settings
 from mlcore.errors import InferenceInputError
-from predictor import codecs, metrics
+from predictor import codecs
 from predictor.batcher import BatcherFullError, MicroBatcher
 from predictor.mirror import MIRROR_HEADER, Mirror
 from predictor.model_source import ModelSource, resolve_model
 from predictor.prediction_log import PredictionLogWriter
+from predictor.recorder import PredictionRecorder
 from predictor.runtime import SentimentRuntime
 from predictor.runtime_choice import load_runtime
 from predictor.settings import PredictorSettings
@@ -45,6 +43,13 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         self.runtime: SentimentRuntime | None = None
         self.batcher: MicroBatcher | None = None
         self.model_version = settings.model_version or "unknown"
+        self.recorder = PredictionRecorder(
+            model_name=settings.model_name,
+            deployment_id=settings.deployment_id,
+            role=settings.deployment_role,
+            writer=writer,
+            model_version=self.model_version,
+        )
         self.limits = codecs.TextLimits(max_chars=settings.max_text_chars, max_items=settings.max_request_items)
         self.mirror: Mirror | None = None
         if settings.mirror_url and settings.mirror_percent > 0:
@@ -71,6 +76,7 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         )
         # The operator's MODEL_VERSION wins: it is what the canary analysis groups by.
         self.model_version = self.settings.model_version or self.source.version or "unknown"
+        self.recorder.model_version = self.model_version
         self.batcher = MicroBatcher(
             self._run_batch,
             max_batch_size=self.settings.max_batch_size,
@@ -125,112 +131,59 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
         assert self.runtime is not None
         start = time.perf_counter()
         probabilities = self.runtime.predict_proba(texts)
-        metrics.INFERENCE_LATENCY.observe(time.perf_counter() - start)
-        metrics.BATCH_SIZE.observe(len(texts))
+        self.recorder.batch(len(texts), time.perf_counter() - start)
         return probabilities
 
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
     ) -> Any:
+        """decode -> infer -> record -> encode, in the protocol the request came in."""
         start = time.perf_counter()
-        is_v2 = isinstance(payload, InferRequest)
+        codec = codecs.codec_for(payload)
+        decoded, request_id, mirror_of = self._decode(codec, payload, headers or {})
+        ids = [str(uuid.uuid4()) for _ in decoded.texts]
+        probabilities = await self._infer(decoded.texts, ids, request_id, start)
+        predictions = codecs.to_predictions(probabilities, self.labels, ids)
+        self.recorder.answered(
+            codec.protocol,
+            decoded.texts,
+            predictions,
+            self.labels,
+            request_id=request_id,
+            latency_ms=(time.perf_counter() - start) * 1000,
+            # A shadow's rows name the stable prediction they copy (sent by the stable predictor or a Gateway).
+            mirrored_request_id=(mirror_of or request_id) if self.settings.deployment_role == "shadow" else None,
+        )
+        if self.mirror is not None and request_id is not None:
+            self.mirror.offer(decoded.texts, request_id)
+        return codec.encode(
+            payload,
+            codecs.Answer(predictions, self.name, self.model_version, self.labels, decoded.return_probabilities),
+        )
+
+    def _decode(
+        self, codec: codecs.Codec, payload: Any, headers: dict[str, str]
+    ) -> tuple[codecs.DecodedRequest, str | None, str | None]:
+        """The request's texts and options, its request id and the id of the request it mirrors; 400 if invalid."""
         try:
-            decoded = codecs.decode_v2(payload, self.limits) if is_v2 else codecs.decode_v1(payload, self.limits)
-            request_id = codecs.validate_request_id((headers or {}).get("x-request-id") or decoded.request_id)
-            mirror_of = codecs.validate_request_id((headers or {}).get(MIRROR_HEADER))
+            decoded = codec.decode(payload, self.limits)
+            request_id = codecs.validate_request_id(headers.get("x-request-id") or decoded.request_id)
+            mirror_of = codecs.validate_request_id(headers.get(MIRROR_HEADER))
         except InferenceInputError as exc:
             raise InvalidInput(str(exc)) from None
         if request_id is None and self.mirror is not None:
             request_id = uuid.uuid4().hex  # the shadow's rows name the stable prediction they mirror by it
-        ids = [str(uuid.uuid4()) for _ in decoded.texts]
+        return decoded, request_id, mirror_of
+
+    async def _infer(self, texts: list[str], ids: list[str], request_id: str | None, start: float) -> Any:
         assert self.batcher is not None
         try:
-            probabilities = await self.batcher.submit(decoded.texts)
+            return await self.batcher.submit(texts)
         except BatcherFullError as exc:
-            metrics.REQUESTS_SHED.inc()
+            self.recorder.shed()
             raise BusyError(str(exc)) from None
         except Exception as exc:
             latency_ms = (time.perf_counter() - start) * 1000
-            self._log_failure(decoded.texts, ids, request_id, latency_ms, exc)
+            self.recorder.failed(texts, ids, request_id=request_id, latency_ms=latency_ms, exc=exc)
             # The details go to the log (and the log row); the client learns only what to quote when asking.
             raise InferenceError(f"inference failed (prediction ids {ids[0]}..., see the predictor log)") from exc
-        latency_ms = (time.perf_counter() - start) * 1000
-        predictions = codecs.to_predictions(probabilities, self.labels, ids)
-        metrics.REQUEST_LATENCY.labels("v2" if is_v2 else "v1").observe(latency_ms / 1000)
-        mirrored = None
-        if self.settings.deployment_role == "shadow":  # a copy from the stable predictor, or from a Gateway mirror
-            mirrored = mirror_of or request_id
-        self._record(decoded.texts, predictions, request_id, latency_ms, mirrored)
-        if self.mirror is not None and request_id is not None:
-            self.mirror.offer(decoded.texts, request_id)
-        if is_v2:
-            return codecs.encode_v2(
-                payload,
-                predictions,
-                model_name=self.name,
-                model_version=self.model_version,
-                response_id=payload.id or str(uuid.uuid4()),
-                labels=self.labels,
-                return_probabilities=decoded.return_probabilities,
-            )
-        return codecs.encode_v1(predictions, labels=self.labels, return_probabilities=decoded.return_probabilities)
-
-    # --- logging ------------------------------------------------------------------------------------------
-
-    def _base_row(self, text: str, prediction_id: str, request_id: str | None, latency_ms: float) -> dict[str, Any]:
-        return {
-            "id": uuid.UUID(prediction_id),
-            "input_text": text,
-            "input_hash": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "predicted_sentiment": None,
-            "confidence": None,
-            "probabilities": None,
-            "model_name": self.name,
-            "model_version": self.model_version,
-            "deployment_id": self.settings.deployment_id,
-            "role": self.settings.deployment_role,
-            "latency_ms": latency_ms,
-            "request_id": request_id,
-            "status": "ok",
-            "error_message": None,
-            "predicted_at": datetime.now(UTC),
-        }
-
-    def _record(
-        self,
-        texts: list[str],
-        predictions: list[codecs.Prediction],
-        request_id: str | None,
-        latency_ms: float,
-        mirrored_request_id: str | None = None,
-    ) -> None:
-        role = self.settings.deployment_role
-        rows = []
-        for text, prediction in zip(texts, predictions, strict=True):
-            metrics.PREDICTIONS.labels(self.model_version, role, prediction.label).inc()
-            metrics.CONFIDENCE.labels(self.model_version, role).observe(prediction.score)
-            row = self._base_row(text, prediction.prediction_id, request_id, latency_ms)
-            row.update(
-                predicted_sentiment=prediction.label,
-                confidence=prediction.score,
-                probabilities=dict(zip(self.labels, prediction.probabilities, strict=True)),
-            )
-            if mirrored_request_id is not None:
-                row["mirrored_request_id"] = mirrored_request_id
-            rows.append(row)
-        if self.writer is not None:
-            self.writer.log(rows)
-
-    def _log_failure(
-        self, texts: list[str], ids: list[str], request_id: str | None, latency_ms: float, exc: Exception
-    ) -> None:
-        metrics.PREDICTION_ERRORS.labels(self.model_version, self.settings.deployment_role).inc()
-        log.error("inference failed", exc_info=exc, extra={"texts": len(texts), "request_id": request_id})
-        if self.writer is None:
-            return
-        rows = []
-        for text, prediction_id in zip(texts, ids, strict=True):
-            row = self._base_row(text, prediction_id, request_id, latency_ms)
-            row.update(status="error", error_message=f"{type(exc).__name__}: {exc}"[:2000])
-            rows.append(row)
-        self.writer.log(rows)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mlcore.errors import MLPipelineException, ModelError
+from mlcore.model_version import HF_CONFIG, ModelCard, local_card
 from mlcore.storage import Manifest, fetch_version, open_version, verify_local_directory
 
 
@@ -16,12 +15,12 @@ from mlcore.storage import Manifest, fetch_version, open_version, verify_local_d
 class ModelSource:
     directory: Path
     manifest: Manifest
-    card: dict[str, Any]
+    card: ModelCard
     uri: str
 
     @property
     def version(self) -> str | None:
-        value = self.card.get("version") or self.manifest.metadata.get("version")
+        value = self.card.version or self.manifest.metadata.get("version")
         return str(value) if value is not None else None
 
 
@@ -46,26 +45,17 @@ def resolve_model(storage_uri: str | None, model_dir: Path | None, download_root
         where = model_dir or storage_uri
         raise ModelError(f"cannot serve {where}: {exc}") from exc
     _require_files(directory)
-    return ModelSource(directory=directory, manifest=manifest, card=_read_card(directory), uri=uri)
+    try:
+        card = local_card(directory)
+    except MLPipelineException as exc:
+        raise ModelError(str(exc)) from None
+    return ModelSource(directory=directory, manifest=manifest, card=card, uri=uri)
 
 
 def _require_files(directory: Path) -> None:
-    if not (directory / "config.json").is_file():
+    if not (directory / HF_CONFIG).is_file():
         raise ModelError(f"{directory} has no config.json: not a Hugging Face model directory")
     if not any(directory.glob("*.safetensors")) and not (directory / "pytorch_model.bin").is_file():
         raise ModelError(f"{directory} has no weights (*.safetensors or pytorch_model.bin)")
     if not (directory / "tokenizer.json").is_file() and not (directory / "vocab.txt").is_file():
         raise ModelError(f"{directory} has no tokenizer files (tokenizer.json or vocab.txt)")
-
-
-def _read_card(directory: Path) -> dict[str, Any]:
-    path = directory / "model_card.json"
-    if not path.is_file():
-        return {}
-    try:
-        card = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ModelError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(card, dict):
-        raise ModelError(f"{path} must hold a JSON object")
-    return card

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlcore.errors import ModelError
+from mlcore.model_version import ModelCard
 from predictor.runtime import RuntimeName, SentimentRuntime, softmax
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -42,14 +43,6 @@ class FastTokenizer:
         return {"input_ids": [encoding.ids for encoding in encodings]}
 
 
-def onnx_file_of(card: dict[str, Any], variant: str) -> str | None:
-    """The file the model card names for an ONNX variant (`runtimes.<variant>.file`), or None if it offers none."""
-    entry = (card.get("runtimes") or {}).get(variant)
-    if not isinstance(entry, dict) or not entry.get("file"):
-        return None
-    return str(entry["file"])
-
-
 class OnnxRuntime(SentimentRuntime):
     variants: ClassVar[tuple[RuntimeName, ...]] = ("onnx", "onnx-int8")
 
@@ -65,8 +58,8 @@ class OnnxRuntime(SentimentRuntime):
         self._input_names: list[str] = []
         self._pad_id = 0
 
-    def _load(self, card: dict[str, Any], config: dict[str, Any]) -> None:
-        file = onnx_file_of(card, self.variant)
+    def _load(self, card: ModelCard, config: dict[str, Any]) -> None:
+        file = card.runtime_file(self.variant)
         if file is None:
             raise ModelError(
                 f"{self.directory}: this version offers no {self.variant} runtime "

@@ -25,30 +25,12 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from tenacity.stop import stop_base
 
 from mlcore.db import PredictionLog, create_db_engine, session_scope, upgrade_to_head
+from mlcore.db.prediction_row import PredictionRow, insert_values, to_json_line
 from mlcore.errors import DatabaseError
 from predictor import metrics
 from predictor.spill import SpillFile, read_rows
 
 log = logging.getLogger(__name__)
-
-ROW_FIELDS = (
-    "id",
-    "input_text",
-    "input_hash",
-    "predicted_sentiment",
-    "confidence",
-    "probabilities",
-    "model_name",
-    "model_version",
-    "deployment_id",
-    "role",
-    "latency_ms",
-    "request_id",
-    "mirrored_request_id",
-    "status",
-    "error_message",
-    "predicted_at",
-)
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -87,7 +69,7 @@ class PredictionLogWriter:
         self.flush_interval_s = flush_interval_s
         self.retry_max_wait_s = retry_max_wait_s
         self._migrate = migrate
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[PredictionRow] = queue.Queue(maxsize=queue_size)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         # Rows accepted but not yet in the database or the spill file; flush() waits for zero.
@@ -97,14 +79,14 @@ class PredictionLogWriter:
         self._next_replay_probe = 0.0
         self.db_healthy = False
         # Overflow waits here for the spill thread: fsync on the event loop would stall every request.
-        self._overflow: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=max(64, queue_size))
+        self._overflow: queue.Queue[list[PredictionRow] | None] = queue.Queue(maxsize=max(64, queue_size))
         self._spill_thread: threading.Thread | None = None
 
     # --- request side -------------------------------------------------------------------------------------
 
-    def log(self, rows: list[dict[str, Any]]) -> None:
+    def log(self, rows: list[PredictionRow]) -> None:
         """Hand rows to the writer without blocking; spill what the full queue cannot take."""
-        overflow: list[dict[str, Any]] = []
+        overflow: list[PredictionRow] = []
         with self._idle:
             for row in rows:
                 try:
@@ -116,7 +98,7 @@ class PredictionLogWriter:
         if overflow:
             self._hand_to_spill(overflow)
 
-    def _hand_to_spill(self, rows: list[dict[str, Any]]) -> None:
+    def _hand_to_spill(self, rows: list[PredictionRow]) -> None:
         if self._spill_thread is None:
             self._spill(rows, reason="queue full")  # not started (tests, shutdown): nobody else would write them
             return
@@ -139,7 +121,7 @@ class PredictionLogWriter:
             finally:
                 self._done(len(rows))
 
-    def _spill(self, rows: list[dict[str, Any]], *, reason: str) -> None:
+    def _spill(self, rows: list[PredictionRow], *, reason: str) -> None:
         try:
             self.spill.append(rows)
         except OSError as exc:
@@ -231,7 +213,7 @@ class PredictionLogWriter:
                     log.exception("spill replay failed")
                     self._next_replay_probe = time.monotonic() + self.retry_max_wait_s
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: list[PredictionRow]) -> None:
         try:
             written = self._with_retry(lambda: self._insert(batch), rows=len(batch))
             if not written:
@@ -243,8 +225,8 @@ class PredictionLogWriter:
         finally:
             self._done(len(batch))
 
-    def _drain(self, limit: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def _drain(self, limit: int) -> list[PredictionRow]:
+        rows: list[PredictionRow] = []
         while len(rows) < limit:
             try:
                 rows.append(self._queue.get_nowait())
@@ -293,7 +275,7 @@ class PredictionLogWriter:
     def _retryable(self, exc: BaseException) -> bool:
         return is_unavailable(exc) or isinstance(exc, _SystemicRejectionError)
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, rows: list[PredictionRow]) -> None:
         try:
             self._insert_many(rows)
         except Exception as exc:
@@ -301,20 +283,20 @@ class PredictionLogWriter:
                 raise
             self._insert_one_by_one(rows, exc)
 
-    def _insert_many(self, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, rows: list[PredictionRow]) -> None:
         statement = self._insert_ignoring_duplicates()
         with session_scope(self.engine) as session:
-            session.execute(statement, [{k: row.get(k) for k in ROW_FIELDS} for row in rows])
+            session.execute(statement, [insert_values(row) for row in rows])
         metrics.LOG_ROWS_WRITTEN.inc(len(rows))
 
-    def _insert_one_by_one(self, rows: list[dict[str, Any]], batch_error: Exception) -> None:
+    def _insert_one_by_one(self, rows: list[PredictionRow], batch_error: Exception) -> None:
         """A refused batch: keep the good rows, set aside the rows the database rejects for their own data.
 
         A row refused for its values (too long, NUL, a CHECK) is set aside even when every row of the batch is:
         client input must never stall the writer. A refusal that is not about the data (missing table, missing
         privilege) is the schema or the grants: nothing is set aside, the batch is retried like an outage.
         """
-        rejected: list[dict[str, Any]] = []
+        rejected: list[PredictionRow] = []
         for row in rows:
             try:
                 self._insert_many([row])
@@ -333,13 +315,11 @@ class PredictionLogWriter:
         )
         self._keep_rejected(rejected)
 
-    def _keep_rejected(self, rows: list[dict[str, Any]]) -> None:
-        from predictor.spill import encode_row
-
+    def _keep_rejected(self, rows: list[PredictionRow]) -> None:
         path = self.spill.directory / f"rejected-{time.time_ns()}.jsonl"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(encode_row(r) + "\n" for r in rows))
+            path.write_text("".join(to_json_line(r) + "\n" for r in rows))
         except OSError as exc:
             log.critical("rejected prediction log rows could not be kept", extra={"error": str(exc)})
 
@@ -359,7 +339,7 @@ class PredictionLogWriter:
     def _replay(self) -> None:
         self._spill_waiting.clear()
         for path in self.spill.rotate():
-            chunk: list[dict[str, Any]] = []
+            chunk: list[PredictionRow] = []
             try:
                 for row in read_rows(path):
                     if row is None:

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from mlcore.errors import ModelError
-from mlcore.text import encode_head_tail, truncation_of
+from mlcore.model_version import CardLike, ModelCard, as_card
+from mlcore.text import encode_head_tail
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +74,17 @@ class SentimentRuntime(ABC):
         self.head_fraction = 1.0
         self._tokenizer: Any = None
 
-    def load(self, card: dict[str, Any] | None = None) -> None:
+    def load(self, card: CardLike = None) -> None:
         """Load the model (ModelError if it cannot be), then take max_length and truncation from the card."""
+        card = as_card(card)
         config = read_model_config(self.directory)
         labels = labels_of(config, self.directory)
-        self._load(card or {}, config)
+        self._load(card, config)
         positions = int(config.get("max_position_embeddings") or 512)
-        wanted = self.requested_max_length or int((card or {}).get("max_length") or DEFAULT_MAX_LENGTH)
+        wanted = self.requested_max_length or card.max_length or DEFAULT_MAX_LENGTH
         self.max_length = min(wanted, positions)
         # Truncate long texts the way training did (the model card says how); plain head truncation otherwise.
-        self.head_fraction = truncation_of(card)
+        self.head_fraction = card.head_fraction
         self.labels = labels
         log.info(
             "model loaded",
@@ -96,7 +98,7 @@ class SentimentRuntime(ABC):
         )
 
     @abstractmethod
-    def _load(self, card: dict[str, Any], config: dict[str, Any]) -> None:
+    def _load(self, card: ModelCard, config: dict[str, Any]) -> None:
         """Load tokenizer and model; set self._tokenizer (called like a transformers tokenizer)."""
 
     @property

@@ -13,9 +13,10 @@ import logging
 from typing import Any
 
 from mlcore.errors import ModelError
+from mlcore.model_version import CardLike, as_card
 from mlcore.storage import MANIFEST_NAME
 from predictor.model_source import ModelSource
-from predictor.onnx_runtime import OnnxRuntime, onnx_file_of
+from predictor.onnx_runtime import OnnxRuntime
 from predictor.runtime import SentimentRuntime
 
 log = logging.getLogger(__name__)
@@ -42,20 +43,21 @@ def onnx_installed() -> bool:
     return installed("onnxruntime", "tokenizers")
 
 
-def preferred_onnx(card: dict[str, Any]) -> str | None:
+def preferred_onnx(card: CardLike) -> str | None:
     """The ONNX variant auto takes from what the card offers, or None if it offers none."""
-    runtimes = card.get("runtimes") or {}
-    if onnx_file_of(card, "onnx-int8"):
-        fp32 = (runtimes.get("onnx") or runtimes.get("torch") or {}).get("accuracy")
-        int8 = runtimes["onnx-int8"].get("accuracy")
-        if fp32 is None or int8 is None or float(fp32) - float(int8) <= INT8_MAX_ACCURACY_DROP:
+    card = as_card(card)
+    if card.runtime_file("onnx-int8"):
+        fp32_entry = "onnx" if "onnx" in card.runtimes else "torch"
+        fp32 = card.runtime_accuracy(fp32_entry)
+        int8 = card.runtime_accuracy("onnx-int8")
+        if fp32 is None or int8 is None or fp32 - int8 <= INT8_MAX_ACCURACY_DROP:
             return "onnx-int8"
-    return "onnx" if onnx_file_of(card, "onnx") else None
+    return "onnx" if card.runtime_file("onnx") else None
 
 
 def check_onnx_file(source: ModelSource, variant: str) -> None:
     """The card's file for `variant` must be listed in the manifest (resolve_model checked listed files' sha256)."""
-    file = onnx_file_of(source.card, variant)
+    file = source.card.runtime_file(variant)
     if file is None:
         version = source.version or source.directory.name
         raise ModelError(

@@ -10,11 +10,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlcore.config import load_component_settings
 from mlcore.errors import ConfigurationError
 
+# The longest text one request may carry (PREDICTOR_MAX_TEXT_CHARS): clients (the demo, benchmarks) size by it.
 MAX_TEXT_CHARS = 5000
 
 
@@ -123,11 +125,5 @@ class PredictorSettings(BaseSettings):
 
 def load_predictor_settings(**overrides: Any) -> PredictorSettings:
     """Environment plus explicit overrides (CLI flags); invalid values raise ConfigurationError."""
-    try:
-        return PredictorSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        parts = []
-        for item in exc.errors():
-            field = ".".join(str(p) for p in item["loc"]) or "settings"
-            parts.append(f"{field}: {str(item['msg']).removeprefix('Value error, ')}")
-        raise ConfigurationError(f"invalid predictor configuration: {'; '.join(parts)}") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return load_component_settings(PredictorSettings, "predictor configuration", **given)

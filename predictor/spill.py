@@ -8,43 +8,16 @@ ephemeral disk gets the pod evicted with the spill): beyond it append raises Spi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+from mlcore.db.prediction_row import PredictionRow, from_json_line, to_json_line
 
 log = logging.getLogger(__name__)
-
-_UUID_FIELDS = ("id",)
-_TIME_FIELDS = ("predicted_at", "feedback_at")
-
-
-def encode_row(row: dict[str, Any]) -> str:
-    out = dict(row)
-    for key in _UUID_FIELDS:
-        if out.get(key) is not None:
-            out[key] = str(out[key])
-    for key in _TIME_FIELDS:
-        if out.get(key) is not None:
-            out[key] = out[key].isoformat()
-    return json.dumps(out, separators=(",", ":"))
-
-
-def decode_row(line: str) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(line)
-    for key in _UUID_FIELDS:
-        if row.get(key) is not None:
-            row[key] = uuid.UUID(row[key])
-    for key in _TIME_FIELDS:
-        if row.get(key) is not None:
-            row[key] = datetime.fromisoformat(row[key])
-    return row
 
 
 class SpillFullError(OSError):
@@ -66,10 +39,10 @@ class SpillFile:
         """Bytes in the spill files as this process last counted them."""
         return self._bytes
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
+    def append(self, rows: list[PredictionRow]) -> None:
         """Write rows durably (flush + fsync); OSError when the disk refuses (full, read-only), SpillFullError
         when the files would grow past max_bytes."""
-        payload = "".join(encode_row(r) + "\n" for r in rows).encode()
+        payload = "".join(to_json_line(r) + "\n" for r in rows).encode()
         with self._lock:
             if self.max_bytes is not None and self._bytes + len(payload) > self.max_bytes:
                 raise SpillFullError(f"spill files hold {self._bytes} bytes; the limit is {self.max_bytes}")
@@ -121,14 +94,14 @@ class SpillFile:
         return total
 
 
-def read_rows(path: Path) -> Iterator[dict[str, Any] | None]:
+def read_rows(path: Path) -> Iterator[PredictionRow | None]:
     """Rows of a spill file; None for a line that does not parse (a crash mid-write), so the caller can count it."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                yield decode_row(line)
+                yield from_json_line(line)
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("unreadable spill line skipped", extra={"file": str(path), "line": number, "error": str(exc)})
                 yield None

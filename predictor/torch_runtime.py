@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlcore.errors import ModelError
+from mlcore.model_version import ModelCard
 from predictor.runtime import RuntimeName, SentimentRuntime
 
 
@@ -33,7 +34,7 @@ class TorchRuntime(SentimentRuntime):
         self.optimize = optimize
         self._model: Any = None
 
-    def _load(self, card: dict[str, Any], config: dict[str, Any]) -> None:
+    def _load(self, card: ModelCard, config: dict[str, Any]) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from mlcore.errors import ManifestError, StorageError
-from mlcore.storage import MANIFEST_NAME, Storage, fetch_version, join_key, publish_directory, read_manifest
+from mlcore.storage import MANIFEST_NAME, Storage, fetch_version, join_key, publish_directory
 
 logger = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -81,13 +80,6 @@ class CheckpointStore:
         for name in self._names():
             self._delete(join_key(self.prefix, name))
 
-    def is_complete(self, name: str) -> bool:
-        try:
-            read_manifest(self.storage, join_key(self.prefix, name))
-        except ManifestError:
-            return False
-        return True
-
 
 class CheckpointSyncCallback(TrainerCallback):
     """After each save, mirror the new checkpoint to storage (best effort would lose resumability: errors raise)."""
@@ -112,8 +104,3 @@ def _relocate_state(checkpoint: Path) -> None:
     if best:
         state["best_model_checkpoint"] = str(checkpoint.parent / Path(best).name)
         state_path.write_text(json.dumps(state, indent=2))
-
-
-def reset_local(directory: Path) -> None:
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,10 +203,3 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
         final_dir=Path(merged.get("final_dir") or "models/final"),
         work_dir=Path(merged.get("work_dir") or settings.home / "work"),
     )
-
-
-def describe(config: JobConfig) -> dict[str, Any]:
-    data = asdict(config)
-    data["final_dir"] = str(config.final_dir)
-    data["work_dir"] = str(config.work_dir)
-    return data

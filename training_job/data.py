@@ -6,12 +6,12 @@ Returns a frame with two columns, `text` and `label` (raw label values); cleanin
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from pathlib import Path
 
 import pandas as pd
 
+from mlcore.config import process_environment
 from mlcore.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 def hub_offline() -> bool:
     """True when the user asked for offline mode or the hub cannot be reached within a second or two."""
-    if any(os.environ.get(v, "").lower() in _TRUTHY for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    env = process_environment()
+    if any(v.lower() in _TRUTHY for v in (env.hf_hub_offline, env.hf_datasets_offline)):
         return True
     try:
         with socket.create_connection(("huggingface.co", 443), timeout=2):

@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 
 from mlcore.config import Settings
 from mlcore.db import create_db_engine, upgrade_to_head
+from mlcore.model_version import local_card, version_prefix
 from mlcore.storage import join_key, open_storage
 from training_job import search
 from training_job.checkpoints import CheckpointStore, CheckpointSyncCallback
@@ -31,22 +33,14 @@ from training_job.evaluation import (
     write_reports,
 )
 from training_job.export import export_runtimes
-from training_job.publishing import (
-    MODEL_CARD,
-    build_model_card,
-    copy_local,
-    models_prefix,
-    publish_model,
-    reference_frame,
-    write_model_dir,
-)
+from training_job.publishing import build_model_card, copy_local, publish_model, reference_frame, write_model_dir
 from training_job.records import RunRecorder
 from training_job.slices import build_slices
 from training_job.splitting import Splits, frame_hash, sample, split_dataset, stable_subset
 from training_job.stats import DatasetStat, cleaning_stats, split_stats
 from training_job.timing import StageClock
 from training_job.tokenization import load_tokenizer, to_dataset
-from training_job.tracking import Tracker
+from training_job.tracking import ChampionDecision, Tracker
 from training_job.training import (
     HyperParams,
     MetricsLogCallback,
@@ -102,6 +96,37 @@ class RunResult:
         return json.dumps(asdict(self), indent=2, default=str)
 
 
+@dataclass(frozen=True)
+class _Trials:
+    """What every trial of one search shares."""
+
+    study_name: str
+    max_epochs: int
+    parent_run_id: str
+    model_path: str
+    tokenizer: Any
+    datasets: dict[str, Any]
+    tracker: Tracker
+    data: PreparedData
+
+
+@dataclass(frozen=True)
+class TestEvaluation:
+    labels: np.ndarray
+    probabilities: np.ndarray
+    metrics: dict[str, float]
+    reports: dict[str, Any]
+    slices: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Published:
+    version: str
+    storage_uri: str
+    model_dir: Path
+    final_dir: Path
+
+
 def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
     source = resolve_dataset(config.dataset, settings.mlp_cache_dir)
     clean, report = prepare(load_raw(source, config.text_column, config.label_column))
@@ -146,9 +171,7 @@ def base_model_name(requested: str, model_path: str) -> str:
 
 def _score_model_dir(directory: Path, test: pd.DataFrame, config: JobConfig) -> float:
     """Test accuracy of a saved model (the current champion) on this run's test rows, with its own settings."""
-    card_path = directory / MODEL_CARD
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    max_length = int(card.get("max_length", config.hyper.max_length))
+    max_length = local_card(directory).max_length or config.hyper.max_length
     tokenizer = load_tokenizer(str(directory))
     model = load_model(str(directory))
     dataset = to_dataset(tokenizer, test, max_length, config.head_fraction)
@@ -164,11 +187,15 @@ class TrainingRun:
         self.settings = settings
         self.started = time.monotonic()
         self.clock = StageClock()
+        # Nothing here touches the database or storage: execute() migrates first (prepare_database).
+        self.engine = create_db_engine(settings=settings)
+        self.recorder = RunRecorder(self.engine)
+        self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
+
+    def prepare_database(self) -> None:
+        """Bring the schema to head (the job writes experiment_runs and dataset_metrics)."""
         with self.clock.stage("setup"):
-            self.engine = create_db_engine(settings=settings)
             upgrade_to_head(self.engine)
-            self.recorder = RunRecorder(self.engine)
-            self.storage = open_storage(config.output, endpoint_url=settings.effective_s3_endpoint)
 
     # --- search ---
     def _search(
@@ -181,63 +208,76 @@ class TrainingRun:
         tracker: Tracker,
         data: PreparedData,
     ) -> HyperParams:
+        """An Optuna study over the search space (trials nested in the run); the best trial's hyper-parameters."""
         config = self.config
-        study_name = f"{config.model_name}-{run_key}"
-        max_epochs = 2 if config.quick else 4
-
-        def objective(trial: optuna.Trial) -> float:
-            params = replace(config.hyper, **search.suggest(trial, max_epochs=max_epochs))
-            scratch = Path(tempfile.mkdtemp(prefix="mlp-trial-", dir=self._work_root()))
-            pruned: optuna.TrialPruned | None = None
-            with tracker.run(f"trial-{trial.number}", nested=True, tags={"optuna.study": study_name}) as trial_run:
-                self.recorder.start(
-                    trial_run,
-                    experiment_name=config.experiment,
-                    run_name=f"trial-{trial.number}",
-                    params=params.as_dict(),
-                    parent_run_id=parent_run_id,
-                    dataset_hash=data.dataset_hash,
-                    tags={"optuna_trial": trial.number, "study": study_name},
-                )
-                tracker.log_params(params.as_dict() | {"optuna_trial": trial.number})
-                try:
-                    trainer = build_trainer(
-                        load_model(model_path, params.attention_dropout),
-                        tokenizer,
-                        datasets["train"],
-                        datasets["validation"],
-                        params,
-                        scratch,
-                        [MetricsLogCallback(tracker.log_metrics), search.PruningCallback(trial)],
-                    )
-                    train(trainer)
-                    value = float(trainer.state.best_metric or 0.0)
-                except optuna.TrialPruned as exc:
-                    pruned = exc
-                    tracker.set_tags({"pruned": True})
-                    self.recorder.finish(trial_run, "PRUNED", tags={"pruned": str(exc)})
-                except BaseException:
-                    self.recorder.finish(trial_run, "FAILED")
-                    raise
-                else:
-                    tracker.log_metrics({"best_eval_accuracy": value})
-                    self.recorder.finish(trial_run, "FINISHED", metrics={"eval_accuracy": value})
-                finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
-            if pruned is not None:
-                raise pruned
-            return value
-
+        trials = _Trials(
+            study_name=f"{config.model_name}-{run_key}",
+            max_epochs=2 if config.quick else 4,
+            parent_run_id=parent_run_id,
+            model_path=model_path,
+            tokenizer=tokenizer,
+            datasets=datasets,
+            tracker=tracker,
+            data=data,
+        )
         best = search.run_search(
-            study_name=study_name,
+            study_name=trials.study_name,
             storage=search.storage_url(self.settings),
             n_trials=config.n_trials,
             seed=config.hyper.seed,
-            objective=objective,
+            objective=lambda trial: self._trial(trial, trials),
         )
         tracker.log_params({f"best_{k}": v for k, v in best.items()})
         chosen = {k: best[k] for k in ("learning_rate", "batch_size", "weight_decay", "warmup_fraction", "epochs")}
         return replace(config.hyper, **chosen)
+
+    def _trial(self, trial: optuna.Trial, trials: _Trials) -> float:
+        """One trial: a nested tracked run that trains in a scratch directory; its best validation accuracy."""
+        config, tracker = self.config, trials.tracker
+        params = replace(config.hyper, **search.suggest(trial, max_epochs=trials.max_epochs))
+        scratch = Path(tempfile.mkdtemp(prefix="mlp-trial-", dir=self._work_root()))
+        pruned: optuna.TrialPruned | None = None
+        with tracker.run(f"trial-{trial.number}", nested=True, tags={"optuna.study": trials.study_name}) as trial_run:
+            self.recorder.start(
+                trial_run,
+                experiment_name=config.experiment,
+                run_name=f"trial-{trial.number}",
+                params=params.as_dict(),
+                parent_run_id=trials.parent_run_id,
+                dataset_hash=trials.data.dataset_hash,
+                tags={"optuna_trial": trial.number, "study": trials.study_name},
+            )
+            tracker.log_params(params.as_dict() | {"optuna_trial": trial.number})
+            try:
+                value = self._train_trial(trial, trials, params, scratch)
+            except optuna.TrialPruned as exc:
+                pruned = exc
+                tracker.set_tags({"pruned": True})
+                self.recorder.finish(trial_run, "PRUNED", tags={"pruned": str(exc)})
+            except BaseException:
+                self.recorder.finish(trial_run, "FAILED")
+                raise
+            else:
+                tracker.log_metrics({"best_eval_accuracy": value})
+                self.recorder.finish(trial_run, "FINISHED", metrics={"eval_accuracy": value})
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        if pruned is not None:
+            raise pruned
+        return value
+
+    def _train_trial(self, trial: optuna.Trial, trials: _Trials, params: HyperParams, scratch: Path) -> float:
+        trainer = build_trainer(
+            load_model(trials.model_path, params.attention_dropout),
+            trials.tokenizer,
+            trials.datasets["train"],
+            trials.datasets["validation"],
+            params,
+            scratch,
+            [MetricsLogCallback(trials.tracker.log_metrics), search.PruningCallback(trial)],
+        )
+        train(trainer)
+        return float(trainer.state.best_metric or 0.0)
 
     def _fit(
         self,
@@ -292,6 +332,7 @@ class TrainingRun:
     # --- the run ---
     def execute(self) -> RunResult:
         config = self.config
+        self.prepare_database()
         with self.clock.stage("data"):
             data = prepare_data(config, self.settings)
         with self.clock.stage("tokenize"):
@@ -340,31 +381,80 @@ class TrainingRun:
         datasets: dict[str, Any],
         run_key: str,
     ) -> RunResult:
-        config = self.config
-        tracker.log_params(config.params() | {"run_key": run_key, "model_path": model_path})
-        tracker.log_metrics({stat.mlflow_key: stat.value for stat in data.stats})
-        tracker.log_dict(data.summary(), "dataset.json")
-        self.recorder.dataset_metrics(run_id, data.stats, model_name=config.model_name)
-
-        hyper = config.hyper
-        if config.optimize:
+        """log the data -> (search) -> train -> evaluate -> publish -> register -> record the run."""
+        self._log_inputs(run_id, tracker, data, model_path, run_key)
+        hyper = self.config.hyper
+        if self.config.optimize:
             with self.clock.stage("search"):
                 hyper = self._search(run_id, model_path, tokenizer, datasets, run_key, tracker, data)
             tracker.log_params({"final_" + k: v for k, v in hyper.as_dict().items()})
         with self.clock.stage("train"):
             trainer, outcome, store, run_dir = self._fit(run_key, model_path, tokenizer, datasets, hyper, tracker)
         tracker.log_metrics({"train_samples_per_second": outcome.train_samples_per_second})
+        evaluation = self._evaluate(trainer, tokenizer, datasets, data, tracker, run_dir / "evaluation")
+        self.clock.start("publish")
+        published = self._publish(run_id, run_key, trainer, tokenizer, model_path, data, hyper, evaluation, run_dir)
+        tracker.set_tags({"storage_uri": published.storage_uri, "storage_version": published.version})
+        tracker.log_artifacts(published.model_dir, "model")
+        self.clock.start("register")
+        registry_version, decision = self._register(run_id, tracker, data, evaluation.metrics, published)
+        self.clock.stop()
+        tracker.log_metrics(self.clock.metrics())
+        champion = bool(decision and decision.promoted)
+        self.recorder.finish(
+            run_id,
+            "FINISHED",
+            metrics=evaluation.metrics | {"train_samples_per_second": outcome.train_samples_per_second},
+            model_version=published.version,
+            storage_uri=published.storage_uri,
+            is_champion=champion,
+            tags={"mlflow_model_version": registry_version, "champion_decision": decision.reason if decision else None},
+        )
+        self.recorder.set_dataset_metrics_version(run_id, published.version)
+        store.clear()
+        return RunResult(
+            run_id=run_id,
+            model_version=published.version,
+            storage_uri=published.storage_uri,
+            registry_version=registry_version,
+            champion=champion,
+            decision=decision.reason if decision else None,
+            metrics=evaluation.metrics,
+            final_dir=str(published.final_dir),
+            wall_s=round(time.monotonic() - self.started, 1),
+            train_runtime_s=outcome.train_runtime_s,
+            train_samples_per_second=outcome.train_samples_per_second,
+            resumed_from=outcome.resumed_from,
+            timings=self.clock.stages,
+        )
 
+    def _log_inputs(self, run_id: str, tracker: Tracker, data: PreparedData, model_path: str, run_key: str) -> None:
+        """The run's parameters and data statistics, to MLflow and to dataset_metrics."""
+        config = self.config
+        tracker.log_params(config.params() | {"run_key": run_key, "model_path": model_path})
+        tracker.log_metrics({stat.mlflow_key: stat.value for stat in data.stats})
+        tracker.log_dict(data.summary(), "dataset.json")
+        self.recorder.dataset_metrics(run_id, data.stats, model_name=config.model_name)
+
+    def _evaluate(
+        self,
+        trainer: Any,
+        tokenizer: Any,
+        datasets: dict[str, Any],
+        data: PreparedData,
+        tracker: Tracker,
+        directory: Path,
+    ) -> TestEvaluation:
+        """Test metrics and reports, then the per-slice figures; all logged, the reports as artifacts."""
         with self.clock.stage("test_eval"):
             labels = data.test["label"].to_numpy()
             probabilities = predict_probabilities(trainer, datasets["test"])
             metrics = classification_metrics(labels, probabilities)
             tracker.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-            reports = write_reports(labels, probabilities, run_dir / "evaluation")
+            reports = write_reports(labels, probabilities, directory)
             logger.info("test metrics: %s", metrics)
         with self.clock.stage("slices_eval"):
-            slice_report = self._evaluate_slices(trainer, tokenizer, data, metrics, run_dir / "evaluation")
-
+            slice_report = self._evaluate_slices(trainer, tokenizer, data, metrics, directory)
         tracker.log_metrics(
             {
                 f"slice.{name}.{key}": row[key]
@@ -373,11 +463,12 @@ class TrainingRun:
                 if row.get(key) is not None
             }
         )
-        tracker.log_artifacts(run_dir / "evaluation", "evaluation")
+        tracker.log_artifacts(directory, "evaluation")
+        return TestEvaluation(labels, probabilities, metrics, reports, slice_report)
 
-        rows = min(config.reference_rows, len(data.test))
-        reference = reference_frame(data.test["text"].iloc[:rows].tolist(), labels[:rows], probabilities[:rows])
-        evaluation = {
+    def _card_evaluation(self, data: PreparedData, evaluation: TestEvaluation, reference_rows: int) -> dict[str, Any]:
+        """The model card's `evaluation` section: which rows were scored, the confusion matrix, the slices."""
+        return {
             "split": "test",
             "rows": len(data.test),
             "test_split_rows": len(data.splits.test),
@@ -388,88 +479,81 @@ class TrainingRun:
                 if len(data.test) < len(data.splits.test)
                 else "the whole test split"
             ),
-            "confusion_matrix": reports["confusion_matrix"],
-            "reference_rows": rows,
-            "slices": slice_report,
+            "confusion_matrix": evaluation.reports["confusion_matrix"],
+            "reference_rows": reference_rows,
+            "slices": evaluation.slices,
         }
-        self.clock.start("publish")
+
+    def _publish(
+        self,
+        run_id: str,
+        run_key: str,
+        trainer: Any,
+        tokenizer: Any,
+        model_path: str,
+        data: PreparedData,
+        hyper: HyperParams,
+        evaluation: TestEvaluation,
+        run_dir: Path,
+    ) -> Published:
+        """The model directory (HF files, card, reference sample, ONNX exports) published as the next version and
+        copied to final_dir."""
+        config = self.config
+        rows = min(config.reference_rows, len(data.test))
+        labels, probabilities = evaluation.labels, evaluation.probabilities
+        reference = reference_frame(data.test["text"].iloc[:rows].tolist(), labels[:rows], probabilities[:rows])
         card = build_model_card(
             name=config.model_name,
             version="pending",
             max_length=hyper.max_length,
             base_model=base_model_name(config.model, model_path),
-            metrics=metrics,
+            metrics=evaluation.metrics,
             dataset=data.summary(),
             params=config.params() | hyper.as_dict() | {"run_key": run_key},
-            evaluation=evaluation,
+            evaluation=self._card_evaluation(data, evaluation, rows),
             mlflow_run_id=run_id,
             head_fraction=config.head_fraction,
         )
         model_dir = write_model_dir(trainer.model, tokenizer, card, reference, run_dir / "model")
-        card["runtimes"] = export_runtimes(
+        card.runtimes = export_runtimes(  # type: ignore[assignment]  # validated into RuntimeEntry
             model_dir,
             data.test["text"].tolist(),
             labels,
             max_length=hyper.max_length,
             head_fraction=config.head_fraction,
-            torch_accuracy=metrics["accuracy"],
+            torch_accuracy=evaluation.metrics["accuracy"],
         )
         version, manifest = publish_model(self.storage, config.model_name, model_dir, card)
-        storage_uri = self.storage.uri_for(join_key(models_prefix(config.model_name), version))
+        storage_uri = self.storage.uri_for(version_prefix(config.model_name, version))
         final_dir = copy_local(model_dir, manifest, config.final_dir)
-        tracker.set_tags({"storage_uri": storage_uri, "storage_version": version})
-        tracker.log_artifacts(model_dir, "model")
+        return Published(version, storage_uri, model_dir, final_dir)
 
-        self.clock.start("register")
-        registry_version: str | None = None
-        decision = None
-        if config.register:
-            registry_version = tracker.register(
-                run_id,
-                config.model_name,
-                tags={
-                    "storage_uri": storage_uri,
-                    "storage_version": version,
-                    "test_split_hash": data.test_hash,
-                    "test_accuracy": f"{metrics['accuracy']:.6f}",
-                    "dataset_hash": data.dataset_hash,
-                },
-            )
-            decision = tracker.decide_champion(
-                config.model_name,
-                registry_version,
-                metrics["accuracy"],
-                data.test_hash,
-                rescore=lambda directory: _score_model_dir(directory, data.test, config),
-            )
-        self.clock.stop()
-        tracker.log_metrics(self.clock.metrics())
-        self.recorder.finish(
+    def _register(
+        self, run_id: str, tracker: Tracker, data: PreparedData, metrics: dict[str, float], published: Published
+    ) -> tuple[str | None, ChampionDecision | None]:
+        """Register the version in MLflow and decide whether it becomes champion (when registering at all)."""
+        config = self.config
+        if not config.register:
+            return None, None
+        registry_version = tracker.register(
             run_id,
-            "FINISHED",
-            metrics=metrics | {"train_samples_per_second": outcome.train_samples_per_second},
-            model_version=version,
-            storage_uri=storage_uri,
-            is_champion=bool(decision and decision.promoted),
-            tags={"mlflow_model_version": registry_version, "champion_decision": decision.reason if decision else None},
+            config.model_name,
+            tags={
+                "storage_uri": published.storage_uri,
+                "storage_version": published.version,
+                "test_split_hash": data.test_hash,
+                "test_accuracy": f"{metrics['accuracy']:.6f}",
+                "dataset_hash": data.dataset_hash,
+            },
         )
-        self.recorder.set_dataset_metrics_version(run_id, version)
-        store.clear()
-        return RunResult(
-            run_id=run_id,
-            model_version=version,
-            storage_uri=storage_uri,
-            registry_version=registry_version,
-            champion=bool(decision and decision.promoted),
-            decision=decision.reason if decision else None,
-            metrics=metrics,
-            final_dir=str(final_dir),
-            wall_s=round(time.monotonic() - self.started, 1),
-            train_runtime_s=outcome.train_runtime_s,
-            train_samples_per_second=outcome.train_samples_per_second,
-            resumed_from=outcome.resumed_from,
-            timings=self.clock.stages,
+        decision = tracker.decide_champion(
+            config.model_name,
+            registry_version,
+            metrics["accuracy"],
+            data.test_hash,
+            rescore=lambda directory: _score_model_dir(directory, data.test, config),
         )
+        return registry_version, decision
 
 
 def run(config: JobConfig, settings: Settings) -> RunResult:

@@ -1,16 +1,13 @@
-"""The published model version: Hugging Face files + model_card.json + reference.parquet, manifest last.
+"""Writing a published model version: Hugging Face files + model_card.json + reference.parquet, manifest last.
 
-Layout (the contract with the predictor, the drift job and the operator): `<storage>/models/<name>/<version>/`
-with config.json (id2label negative/positive), model.safetensors and the tokenizer files at its root, then
-model_card.json, reference.parquet (text, label, predicted_label, confidence) and MANIFEST.json written last.
+The layout and the card are mlcore.model_version's (the contract with the predictor, the drift job and the
+operator); this module fills them from a training run and claims the next free version number.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -21,15 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcore.errors import StorageError
-from mlcore.storage import MANIFEST_NAME, Manifest, Storage, join_key, next_version, publish_directory
+from mlcore.config import get_settings
+from mlcore.errors import AlreadyPublishedError, StorageError
+from mlcore.model_version import REFERENCE, ModelCard, models_prefix, version_prefix, write_card
+from mlcore.storage import MANIFEST_NAME, Manifest, Storage, next_version, publish_directory
 from mlcore.text import DEFAULT_HEAD_FRACTION
 from training_job.cleaning import LABEL_NAMES
 
 logger = logging.getLogger(__name__)
 
-MODEL_CARD = "model_card.json"
-REFERENCE = "reference.parquet"
 _LIBRARIES = ("torch", "transformers", "datasets", "scikit-learn", "mlflow", "optuna", "accelerate", "tokenizers")
 
 
@@ -45,8 +42,8 @@ def library_versions() -> dict[str, str]:
 
 def git_revision() -> str | None:
     """GIT_REVISION (set at image build time) or the checkout's HEAD; None outside both."""
-    if os.environ.get("GIT_REVISION"):
-        return os.environ["GIT_REVISION"]
+    if get_settings().git_revision:
+        return get_settings().git_revision
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -86,42 +83,40 @@ def build_model_card(
     evaluation: dict[str, Any],
     mlflow_run_id: str | None,
     head_fraction: float = DEFAULT_HEAD_FRACTION,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "version": version,
-        "labels": list(LABEL_NAMES),
-        "max_length": max_length,
-        # The predictor reads this to truncate long texts the way training did.
-        "truncation": {"strategy": "head+tail", "head_fraction": head_fraction},
-        "base_model": base_model,
-        "metrics": {k: (None if v != v else v) for k, v in metrics.items()},  # NaN -> null
-        "dataset": dataset,
-        "evaluation": evaluation,
-        "params": params,
-        "libraries": library_versions(),
-        "git_revision": git_revision(),
-        "mlflow_run_id": mlflow_run_id,
-        "created_at": datetime.now(UTC).isoformat(),
-    }
+) -> ModelCard:
+    return ModelCard.model_validate(
+        {
+            "name": name,
+            "version": version,
+            "labels": list(LABEL_NAMES),
+            "max_length": max_length,
+            # The predictor reads this to truncate long texts the way training did.
+            "truncation": {"strategy": "head+tail", "head_fraction": head_fraction},
+            "base_model": base_model,
+            "metrics": {k: (None if v != v else v) for k, v in metrics.items()},  # NaN -> null
+            "dataset": dataset,
+            "evaluation": evaluation,
+            "params": params,
+            "libraries": library_versions(),
+            "git_revision": git_revision(),
+            "mlflow_run_id": mlflow_run_id,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+    )
 
 
-def write_model_dir(model: Any, tokenizer: Any, card: dict[str, Any], reference: pd.DataFrame, dest: Path) -> Path:
+def write_model_dir(model: Any, tokenizer: Any, card: ModelCard, reference: pd.DataFrame, dest: Path) -> Path:
     """Save the HF files, the card and the reference sample into `dest` (emptied first)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
-    (dest / MODEL_CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+    write_card(dest, card)
     reference.to_parquet(dest / REFERENCE, index=False)
     return dest
 
 
-def models_prefix(model_name: str) -> str:
-    return join_key("models", model_name)
-
-
-def publish_model(storage: Storage, model_name: str, directory: Path, card: dict[str, Any]) -> tuple[str, Manifest]:
+def publish_model(storage: Storage, model_name: str, directory: Path, card: ModelCard) -> tuple[str, Manifest]:
     """Publish `directory` as the next version (files, then MANIFEST.json); returns (version, manifest).
 
     The card inside the directory is rewritten with the version actually taken. Two jobs racing for the same number:
@@ -130,17 +125,18 @@ def publish_model(storage: Storage, model_name: str, directory: Path, card: dict
     base = models_prefix(model_name)
     for _attempt in range(5):
         version = next_version(storage, base)
-        card["version"] = version
-        (directory / MODEL_CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+        card.version = version
+        write_card(directory, card)
         try:
             manifest = publish_directory(
-                storage, join_key(base, version), directory, metadata={"name": model_name, "version": version}
+                storage,
+                version_prefix(model_name, version),
+                directory,
+                metadata={"name": model_name, "version": version},
             )
-        except StorageError as exc:
-            if "already published" in str(exc):
-                continue
-            raise
-        logger.info("published %s", storage.uri_for(join_key(base, version)))
+        except AlreadyPublishedError:
+            continue
+        logger.info("published %s", storage.uri_for(version_prefix(model_name, version)))
         return version, manifest
     raise StorageError(f"could not claim a free version below {storage.uri_for(base)} after 5 attempts")
 

@@ -9,7 +9,6 @@ its own next to the embedded database. OPTUNA_STORAGE overrides both.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +26,8 @@ OPTUNA_SCHEMA = "optuna"
 
 
 def storage_url(settings: Settings) -> str:
-    if os.environ.get("OPTUNA_STORAGE"):
-        return os.environ["OPTUNA_STORAGE"]
+    if settings.optuna_storage is not None and settings.optuna_storage.get_secret_value():
+        return settings.optuna_storage.get_secret_value()
     if settings.uses_postgres:
         engine = create_db_engine(settings=settings)
         try:

@@ -8,7 +8,6 @@ S3 artifacts through --serve-artifacts) and against a local sqlite store.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -161,7 +160,3 @@ class Tracker:
         self.log_dict(decision.as_dict(), "champion_decision.json")
         logger.info("champion decision for %s v%s: %s", name, version, decision.reason)
         return decision
-
-
-def describe(decision: ChampionDecision) -> str:
-    return json.dumps(decision.as_dict(), sort_keys=True)

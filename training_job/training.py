@@ -32,6 +32,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from mlcore.config import get_settings
 from mlcore.errors import ModelError
 from mlcore.logging import progress_bars_wanted
 from training_job.cleaning import LABEL_NAMES
@@ -97,7 +98,7 @@ def _cpu_has_bf16() -> bool:
 
 def precision_args() -> dict[str, Any]:
     """TrainingArguments for the device: bf16/fp16 on GPU, bf16 autocast on CPUs that have it (MLP_PRECISION)."""
-    choice = os.environ.get("MLP_PRECISION", "auto").lower()
+    choice = get_settings().mlp_precision
     if torch.cuda.is_available():
         if choice == "fp32":
             return {}

@@ -11,6 +11,7 @@ from mlcore.db.models import (
     MonitoringAlert,
     PredictionLog,
 )
+from mlcore.db.prediction_row import PredictionRow
 
 __all__ = [
     "Base",
@@ -20,6 +21,7 @@ __all__ = [
     "ModelDeployment",
     "MonitoringAlert",
     "PredictionLog",
+    "PredictionRow",
     "create_db_engine",
     "session_scope",
     "upgrade_to_head",

@@ -1,6 +1,6 @@
 """The schema every component shares. Changes go through an Alembic migration in mlcore/migrations.
 
-Who writes what (see ARCHITECTURE.md): the predictor writes prediction_logs, the operator model_deployments, the
+Who writes what (see docs/architecture.md): the predictor writes prediction_logs, the operator model_deployments, the
 training job experiment_runs and dataset_metrics (data statistics), the drift job dataset_metrics (drift),
 monitoring_alerts and drift_runs.
 """
@@ -8,7 +8,7 @@ monitoring_alerts and drift_runs.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,12 +28,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from mlcore.timeutil import utc_now
+
 # JSONB on PostgreSQL (indexable, compact), plain JSON on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+utcnow = utc_now  # the column default
 
 
 class Base(DeclarativeBase):

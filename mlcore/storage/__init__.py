@@ -11,6 +11,7 @@ from mlcore.storage.manifest import (
     open_version,
     publish_directory,
     read_manifest,
+    read_verified,
     verify_local_directory,
     verify_version,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "open_version",
     "publish_directory",
     "read_manifest",
+    "read_verified",
     "split_uri",
     "verify_local_directory",
     "verify_version",

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mlcore.errors import StorageError
+from mlcore.errors import NotFoundError, StorageError
 from mlcore.storage.base import Storage, check_key
 
 
@@ -50,14 +50,14 @@ class LocalStorage(Storage):
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise StorageError(f"not found: {self.uri_for(key)}") from None
+            raise NotFoundError(f"not found: {self.uri_for(key)}") from None
         except OSError as exc:
             raise StorageError(f"cannot read {self.uri_for(key)}: {exc}") from exc
 
     def get_file(self, key: str, destination: Path) -> None:
         source = self._path(key)
         if not source.is_file():
-            raise StorageError(f"not found: {self.uri_for(key)}")
+            raise NotFoundError(f"not found: {self.uri_for(key)}")
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
 
@@ -68,7 +68,7 @@ class LocalStorage(Storage):
         try:
             return self._path(key).stat().st_size
         except FileNotFoundError:
-            raise StorageError(f"not found: {self.uri_for(key)}") from None
+            raise NotFoundError(f"not found: {self.uri_for(key)}") from None
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root

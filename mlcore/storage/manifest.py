@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from mlcore.errors import ManifestError, SecurityError, StorageError
+from mlcore.errors import AlreadyPublishedError, ManifestError, NotFoundError, SecurityError, StorageError
 from mlcore.storage.base import Storage, check_key, join_key, open_storage, split_uri
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -73,6 +73,10 @@ def _matches(path: Path, entry: ManifestEntry) -> bool:
     return path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
 
 
+def _matches_bytes(data: bytes, entry: ManifestEntry) -> bool:
+    return len(data) == entry.size and hashlib.sha256(data).hexdigest() == entry.sha256
+
+
 def _local_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise StorageError(f"cannot publish {directory}: not a directory")
@@ -93,7 +97,7 @@ def publish_directory(
     """Upload every file of `directory` below `prefix`, then the manifest: the version exists only then."""
     manifest_key = join_key(prefix, MANIFEST_NAME)
     if storage.exists(manifest_key) and not overwrite:
-        raise StorageError(f"{storage.uri_for(prefix)} is already published; versions are immutable")
+        raise AlreadyPublishedError(f"{storage.uri_for(prefix)} is already published; versions are immutable")
     if overwrite:
         # Withdraw the old manifest first, so readers never pair it with half-replaced files.
         storage.delete(manifest_key)
@@ -111,13 +115,11 @@ def read_manifest(storage: Storage, prefix: str) -> Manifest:
     key = join_key(prefix, MANIFEST_NAME)
     try:
         raw = storage.get_bytes(key)
-    except StorageError as exc:
-        if str(exc).startswith("not found"):
-            raise ManifestError(
-                f"{storage.uri_for(prefix) if prefix else storage.root_uri} has no {MANIFEST_NAME}: "
-                "not a published version (an upload may have failed half-way)"
-            ) from None
-        raise
+    except NotFoundError:
+        raise ManifestError(
+            f"{storage.uri_for(prefix) if prefix else storage.root_uri} has no {MANIFEST_NAME}: "
+            "not a published version (an upload may have failed half-way)"
+        ) from None
     try:
         manifest = Manifest.model_validate(json.loads(raw))
     except (ValueError, ValidationError) as exc:
@@ -138,6 +140,19 @@ def verify_version(storage: Storage, prefix: str) -> Manifest:
         if actual != entry.size:
             raise ManifestError(f"{storage.uri_for(key)} has {actual} bytes, the manifest says {entry.size}")
     return manifest
+
+
+def read_verified(storage: Storage, prefix: str, name: str) -> bytes:
+    """One file of a published version, refused unless the manifest lists it with this size and sha256."""
+    manifest = read_manifest(storage, prefix)
+    entry = manifest.entry(name)
+    key = join_key(prefix, name)
+    if entry is None:
+        raise ManifestError(f"{storage.uri_for(key)} is not listed in the version's manifest")
+    data = storage.get_bytes(key)
+    if not _matches_bytes(data, entry):
+        raise ManifestError(f"{storage.uri_for(key)} does not match its manifest checksum")
+    return data
 
 
 def fetch_version(storage: Storage, prefix: str, destination: Path) -> Manifest:

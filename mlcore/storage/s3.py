@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,8 +10,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from mlcore.config import s3_endpoint_from_env
-from mlcore.errors import StorageError
+from mlcore.config import s3_endpoint_from_env, storage_environment
+from mlcore.errors import NotFoundError, StorageError
 from mlcore.storage.base import Storage, check_key, join_key
 
 T = TypeVar("T")
@@ -29,7 +28,7 @@ def _transient(exc: BaseException) -> bool:
 
 _retrying = retry(
     retry=retry_if_exception(_transient),
-    stop=stop_after_attempt(int(os.environ.get("STORAGE_RETRY_ATTEMPTS", "4"))),
+    stop=stop_after_attempt(storage_environment().storage_retry_attempts),
     wait=wait_exponential(multiplier=0.2, max=5),
     reraise=True,
 )
@@ -60,7 +59,7 @@ class S3Storage(Storage):
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _MISSING:
-                raise StorageError(f"not found: {self.uri_for(key) if key else self.root_uri} ({code})") from None
+                raise NotFoundError(f"not found: {self.uri_for(key) if key else self.root_uri} ({code})") from None
             raise StorageError(f"S3 {what} failed for {self.root_uri}/{key}: {code or exc}") from exc
         except (BotoCoreError, ConnectionError) as exc:
             raise StorageError(f"S3 {what} failed for {self.root_uri}/{key}: {exc}") from exc
@@ -83,10 +82,8 @@ class S3Storage(Storage):
     def exists(self, key: str) -> bool:
         try:
             self.size(key)
-        except StorageError as exc:
-            if str(exc).startswith("not found"):
-                return False
-            raise
+        except NotFoundError:
+            return False
         return True
 
     def size(self, key: str) -> int:

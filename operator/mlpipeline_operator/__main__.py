@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 from mlcore.errors import ConfigurationError
@@ -22,13 +21,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the ModelDeployment operator (kopf); settings come from MLP_OPERATOR_* environment variables.",
     ).parse_args(argv)
     configure_logging()
-    # kopf logs every timer run at INFO (two per object per tick); decisions are Events and our own logs.
-    logging.getLogger("kopf.objects").setLevel(os.environ.get("MLP_OPERATOR_KOPF_LOG_LEVEL", "WARNING").upper())
     try:
         config = load_config()
     except ConfigurationError as exc:
         print(f"mlpipeline-operator: {exc}", file=sys.stderr)
         return 2
+    # kopf logs every timer run at INFO (two per object per tick); decisions are Events and our own logs.
+    logging.getLogger("kopf.objects").setLevel(config.kopf_log_level.upper())
     asyncio.run(run(config))
     return 0
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mlcore.errors import ConfigurationError
+from mlcore.config import load_component_settings
 
 
 class OperatorConfig(BaseSettings):
@@ -42,6 +42,11 @@ class OperatorConfig(BaseSettings):
     allowed_secrets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Secret name globs for databaseSecretRef / storageSecretRef."
     )
+    kopf_log_level: str = Field(
+        "WARNING",
+        pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        description="Level of kopf's own per-object logs.",
+    )
     canary_ready_deadline_s: float = Field(
         900.0, ge=0, description="A canary not Ready this long after it started is rolled back; 0 disables."
     )
@@ -62,10 +67,5 @@ class OperatorConfig(BaseSettings):
 
 
 def load_config(**overrides: object) -> OperatorConfig:
-    try:
-        return OperatorConfig(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"MLP_OPERATOR_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigurationError(f"invalid operator configuration: {problems}") from None
+    """MLP_OPERATOR_* variables (plus overrides); invalid values raise ConfigurationError naming the variable."""
+    return load_component_settings(OperatorConfig, "operator configuration", **overrides)

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from drift_cronjob.__main__ import EXIT_DATABASE, EXIT_OK, EXIT_STORAGE, main
-from drift_cronjob.db import utc_now
 from drift_cronjob.job import JobOptions, JobResult, run_job
 from drift_cronjob.settings import load_drift_settings
 from mlcore.config import get_settings, load_settings
@@ -32,6 +31,7 @@ from mlcore.db import (
     session_scope,
     upgrade_to_head,
 )
+from mlcore.timeutil import utc_now
 from tests.fixtures.services import PostgresServer, S3Bucket
 from tests.integration.drift_cronjob import drift_synthetic as syn
 

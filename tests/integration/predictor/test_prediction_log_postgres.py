@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from mlcore.db import create_db_engine, upgrade_to_head
+from mlcore.db.prediction_row import to_json_line as encode_row
 from predictor import metrics
 from predictor.prediction_log import PredictionLogWriter
-from predictor.spill import SpillFile, encode_row, read_rows
+from predictor.spill import SpillFile, read_rows
 from tests.fixtures.log_rows import prediction_row
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from mlcore.config import get_settings
 from mlcore.errors import ManifestError, StorageError
+from mlcore.model_version import ModelCard
 from mlcore.storage import Storage, fetch_version, list_versions, open_storage, verify_version
 from tests.fixtures.s3 import S3Bucket
 from training_job import checkpoints
@@ -246,14 +247,14 @@ def test_failure_mid_upload_publishes_nothing_readable(
         (model_dir / item.name).write_bytes(item.read_bytes())
     (model_dir / "model_card.json").write_text("{}")
     with pytest.raises(StorageError, match="simulated"):
-        publish_model(FailingStorage(storage, allowed=2), MODEL_NAME, model_dir, {"name": MODEL_NAME})
+        publish_model(FailingStorage(storage, allowed=2), MODEL_NAME, model_dir, ModelCard(name=MODEL_NAME))
     prefix = f"models/{MODEL_NAME}/1"
     assert storage.list(prefix), "some files were uploaded before the failure"
     with pytest.raises(ManifestError, match="not a published version"):
         verify_version(storage, prefix)
     assert list_versions(storage, f"models/{MODEL_NAME}") == []
     # The next publish does not reuse the half-written number.
-    version, _ = publish_model(storage, MODEL_NAME, model_dir, {"name": MODEL_NAME})
+    version, _ = publish_model(storage, MODEL_NAME, model_dir, ModelCard(name=MODEL_NAME))
     assert version == "2"
     verify_version(storage, f"models/{MODEL_NAME}/2")
 

@@ -3,7 +3,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from mlcore.errors import ModelError
-from mlcore.text import encode_head_tail, head_tail, truncation_of
+from mlcore.model_version import truncation_of
+from mlcore.text import encode_head_tail, head_tail
 
 pytestmark = pytest.mark.unit
 

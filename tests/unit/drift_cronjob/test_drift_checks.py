@@ -13,14 +13,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from drift_cronjob.analysis import ColumnDrift, DriftResult
 from drift_cronjob.checks import drift_condition, quality_condition, quality_of, volume_condition
-from drift_cronjob.db import Target, parse_duration
+from drift_cronjob.db import Target
 from drift_cronjob.notify import WebhookError, WebhookNotifier, report_link, slack_payload
 from drift_cronjob.pushgateway import build_registry, push
-from drift_cronjob.reference import card_labels, parse_reference_window, version_uri
+from drift_cronjob.reference import parse_reference_window, version_uri
 from drift_cronjob.settings import DriftSettings, load_drift_settings
 from mlcore.config import load_settings
 from mlcore.db import MonitoringAlert
 from mlcore.errors import ConfigurationError
+from mlcore.model_version import card_labels
+from mlcore.timeutil import parse_duration
 
 pytestmark = pytest.mark.unit
 

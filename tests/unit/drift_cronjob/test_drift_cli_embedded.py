@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from drift_cronjob.__main__ import EXIT_CONFIG, EXIT_DATABASE, EXIT_OK, EXIT_STORAGE, main
-from drift_cronjob.db import utc_now
 from mlcore.config import get_settings
 from mlcore.db import DriftRun, MonitoringAlert, create_db_engine, session_scope, upgrade_to_head
 from mlcore.storage import open_storage
+from mlcore.timeutil import utc_now
 from tests.integration.drift_cronjob import drift_synthetic as syn
 
 pytestmark = pytest.mark.unit

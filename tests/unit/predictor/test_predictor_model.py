@@ -68,7 +68,7 @@ def test_a_mounted_version_is_verified_in_place(published: Path, tmp_path: Path)
     source = resolve_model(None, published, tmp_path / "downloads")
     assert source.directory == published
     assert source.version == "4"
-    assert source.card["max_length"] == TINY_MAX_LENGTH
+    assert source.card.max_length == TINY_MAX_LENGTH
     assert not (tmp_path / "downloads").exists()
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mlcore.errors import ManifestError
+from mlcore.model_version import ModelCard
 from mlcore.storage import list_versions, open_storage, verify_local_directory, verify_version
 from mlcore.text import head_tail
 from training_job.checkpoints import CheckpointStore
@@ -27,10 +28,10 @@ def make_dir(path: Path, files: dict[str, str]) -> Path:
 def test_publish_takes_the_next_version_and_writes_the_card(tmp_path: Path) -> None:
     storage = open_storage(str(tmp_path / "store"))
     model = make_dir(tmp_path / "m", {"config.json": "{}", "model.safetensors": "w"})
-    card: dict[str, object] = {"name": "s"}
+    card = ModelCard(name="s")
     assert publish_model(storage, "s", model, card)[0] == "1"
     version, manifest = publish_model(storage, "s", model, card)
-    assert version == "2" and card["version"] == "2"
+    assert version == "2" and card.version == "2"
     assert json.loads(storage.get_bytes("models/s/2/model_card.json"))["version"] == "2"
     assert manifest.metadata == {"name": "s", "version": "2"}
     assert list_versions(storage, "models/s") == ["1", "2"]
@@ -45,7 +46,7 @@ def test_a_version_without_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ManifestError):
         verify_version(storage, "models/s/1")
     model = make_dir(tmp_path / "m", {"config.json": "{}"})
-    assert publish_model(storage, "s", model, {})[0] == "2"
+    assert publish_model(storage, "s", model, ModelCard())[0] == "2"
 
 
 def test_reference_frame_uses_label_names() -> None:
