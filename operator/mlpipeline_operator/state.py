@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-PHASES = ("Pending", "Deploying", "Progressing", "Paused", "Promoting", "Succeeded", "RolledBack", "Failed")
+
+class Phase(StrEnum):
+    """status.phase: where the deployment stands (the values the CRD's printer column documents)."""
+
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
 HISTORY_LIMIT = 10
 
 
@@ -45,7 +59,7 @@ class Canary:
 
 @dataclass(frozen=True)
 class RolloutState:
-    phase: str = "Pending"
+    phase: Phase = Phase.PENDING
     message: str = ""
     stable: Stable | None = None
     canary: Canary | None = None
@@ -57,6 +71,9 @@ class RolloutState:
     # The last analysis of the current (or last) experiment: kept after it ends, so its verdict stays readable.
     analysis: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase", Phase(self.phase))  # a phase given by its name is the same phase
+
     def with_history(self, rollout_id: str, version: str, outcome: str, at: datetime, message: str) -> RolloutState:
         entry = {"rolloutId": rollout_id, "version": version, "outcome": outcome, "at": iso(at), "message": message}
         return replace(self, history=(*self.history, entry)[-HISTORY_LIMIT:])
@@ -67,7 +84,7 @@ def from_status(status: dict[str, Any] | None) -> RolloutState:
     stable = status.get("stable") or None
     canary = status.get("canary") or None
     return RolloutState(
-        phase=status.get("phase") or "Pending",
+        phase=Phase(status.get("phase") or Phase.PENDING),
         message=status.get("message") or "",
         stable=Stable(stable["version"], stable.get("storageUri", ""), stable.get("rolloutId", "")) if stable else None,
         canary=_canary_from(canary) if canary and canary.get("version") else None,
@@ -101,7 +118,8 @@ def _canary_from(raw: dict[str, Any]) -> Canary:
 
 def to_status(state: RolloutState) -> dict[str, Any]:
     """The full status, written as a whole (None values are left out: the schema has no nullable fields)."""
-    return _compact(_status(state))
+    compacted: dict[str, Any] = _compact(_status(state))
+    return compacted
 
 
 def _compact(value: Any) -> Any:
@@ -114,7 +132,7 @@ def _compact(value: Any) -> Any:
 
 def _status(state: RolloutState) -> dict[str, Any]:
     status: dict[str, Any] = {
-        "phase": state.phase,
+        "phase": state.phase.value,
         "message": state.message,
         "rolloutId": state.rollout_id,
         "history": list(state.history),

@@ -25,7 +25,7 @@ RULES = [
     {
         "apiGroups": ["serving.kserve.io"],
         "resources": ["inferenceservices"],
-        "verbs": ["get", "list", "create", "update", "delete"],
+        "verbs": ["get", "list", "watch", "create", "update", "delete"],
     },
     {
         "apiGroups": ["gateway.networking.k8s.io"],
