@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from mlpipeline_operator.analysis import AnalysisResult
 from mlpipeline_operator.spec import ModelDeploymentSpec
-from mlpipeline_operator.state import Canary, Phase, RolloutState, Stable, iso
+from mlpipeline_operator.state import Canary, LoopPhase, Phase, RolloutState, Stable, iso
 
 EventType = Literal["Normal", "Warning"]
 
@@ -60,7 +60,7 @@ class Record:
     """One model_deployments row, keyed by (deployment, rollout_id, deployment_type)."""
 
     rollout_id: str
-    deployment_type: Literal["stable", "canary", "shadow"]
+    deployment_type: Literal["stable", "canary", "shadow", "retraining"]
     version: str
     storage_uri: str
     is_active: bool
@@ -505,6 +505,16 @@ def conditions(
         ("Progressing", str(progressing), state.phase.value, state.message),
         ("Degraded", str(degraded), state.phase.value if degraded else "AsExpected", state.message if degraded else ""),
     ]
+    if state.retraining is not None:
+        gave_up = state.retraining.phase == LoopPhase.GAVE_UP
+        wanted.append(
+            (
+                "RetrainingFailed",
+                str(gave_up),
+                "MaxAttemptsReached" if gave_up else "AsExpected",
+                state.retraining.message if gave_up else "",
+            )
+        )
     result = []
     for kind, status, reason, message in wanted:
         old = previous.get(kind)

@@ -39,8 +39,8 @@ from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.render import Owner, ServedModel, canary_name, candidate_name, is_ready, render
 from mlpipeline_operator.runtime import Runtime
-from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec
-from mlpipeline_operator.state import Phase, RolloutState, from_status, to_status
+from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec, with_strategy
+from mlpipeline_operator.state import LoopPhase, Phase, RolloutState, from_status, to_status
 from mlpipeline_operator.strategies import measure
 
 log = logging.getLogger(__name__)
@@ -238,15 +238,25 @@ def start_rollout_on_model_change(memo: kopf.Memo, namespace: str, name: str, **
 
     def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
         return _refused(runtime, state, spec) or decisions.change_model(
-            state, spec, int(body["metadata"].get("generation", 1)), now()
+            state, _candidate_rollout(state, spec), int(body["metadata"].get("generation", 1)), now()
         )
 
     _act(runtime, namespace, name, "model_change", transition)
 
 
+def _candidate_rollout(state: RolloutState, spec: ModelDeploymentSpec) -> ModelDeploymentSpec:
+    """A candidate the retraining loop offered rolls out under spec.retraining.rollout; other changes as spec says."""
+    r = state.retraining
+    loop = spec.retraining
+    offered = loop is not None and r is not None and r.phase == LoopPhase.ROLLING_OUT
+    if offered and loop is not None and loop.rollout != "None" and r and r.candidate_version == spec.model.version:
+        return with_strategy(spec, loop.rollout)
+    return spec
+
+
 def apply_serving_changes(memo: kopf.Memo, namespace: str, name: str, old: Any, new: Any, **_: Any) -> None:
     """Predictor, mode, routing or secrets changed: re-render the children for the models already served."""
-    ignored = {"model", "rollout"}
+    ignored = {"model", "rollout", "retraining"}
     before = {k: v for k, v in dict(old or {}).items() if k not in ignored}
     after = {k: v for k, v in dict(new or {}).items() if k not in ignored}
     if before == after:
@@ -356,6 +366,7 @@ def delete_children_and_retire_rows(memo: kopf.Memo, namespace: str, name: str, 
         except DatabaseError as exc:
             raise kopf.TemporaryError(f"{exc}; retrying", delay=5) from exc
         deleted = runtime.kube.delete_children(namespace, name)
+        deleted += runtime.kube.delete_jobs(namespace, name)  # a retraining Job mid-loop goes with it
     runtime.forget(f"{namespace}/{name}")
     with contextlib.suppress(KeyError):  # never labelled if it never got that far
         metrics.CANARY_WEIGHT.remove(namespace, name)

@@ -57,6 +57,71 @@ class Canary:
     strategy: str = "Canary"  # the rollout strategy this candidate runs under (Canary, ABTest, Shadow)
 
 
+class LoopPhase(StrEnum):
+    """status.retraining.phase: where the closed loop (alert -> Job -> candidate -> rollout) stands."""
+
+    IDLE = "Idle"
+    TRAINING = "Training"
+    WAITING = "Waiting"  # a failed attempt, the next one after the cooldown
+    ROLLING_OUT = "RollingOut"
+    GAVE_UP = "GaveUp"
+
+
+@dataclass(frozen=True)
+class Retraining:
+    phase: LoopPhase = LoopPhase.IDLE
+    loop: int = 0
+    attempt: int = 0
+    trigger: str = ""
+    alert_ids: tuple[int, ...] = ()
+    job_name: str | None = None
+    candidate_version: str | None = None
+    candidate_storage_uri: str | None = None
+    outcome: str | None = None
+    message: str = ""
+    started_at: datetime | None = None
+    cooldown_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase", LoopPhase(self.phase))
+
+
+def _retraining_from(raw: dict[str, Any] | None) -> Retraining | None:
+    if not raw:
+        return None
+    return Retraining(
+        phase=LoopPhase(raw.get("phase") or LoopPhase.IDLE),
+        loop=int(raw.get("loop", 0)),
+        attempt=int(raw.get("attempt", 0)),
+        trigger=raw.get("trigger") or "",
+        alert_ids=tuple(int(i) for i in raw.get("triggerAlertIds") or ()),
+        job_name=raw.get("jobName"),
+        candidate_version=raw.get("candidateVersion"),
+        candidate_storage_uri=raw.get("candidateStorageUri"),
+        outcome=raw.get("outcome"),
+        message=raw.get("message") or "",
+        started_at=parse_time(raw.get("startedAt")),
+        cooldown_until=parse_time(raw.get("cooldownUntil")),
+    )
+
+
+def _retraining_status(r: Retraining) -> dict[str, Any]:
+    return {
+        "phase": r.phase.value,
+        "loop": r.loop,
+        "attempt": r.attempt,
+        "trigger": r.trigger or None,
+        "triggerAlertIds": list(r.alert_ids),
+        "jobName": r.job_name,
+        "candidateVersion": r.candidate_version,
+        "candidateStorageUri": r.candidate_storage_uri,
+        "outcome": r.outcome,
+        "message": r.message,
+        "startedAt": iso(r.started_at) if r.started_at else None,
+        "cooldownUntil": iso(r.cooldown_until) if r.cooldown_until else None,
+    }
+
+
 @dataclass(frozen=True)
 class RolloutState:
     phase: Phase = Phase.PENDING
@@ -70,6 +135,8 @@ class RolloutState:
     inference_service: str | None = None
     # The last analysis of the current (or last) experiment: kept after it ends, so its verdict stays readable.
     analysis: dict[str, Any] | None = None
+    # The retraining loop (spec.retraining), kept beside the rollout so that every status write carries it.
+    retraining: Retraining | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phase", Phase(self.phase))  # a phase given by its name is the same phase
@@ -95,6 +162,7 @@ def from_status(status: dict[str, Any] | None) -> RolloutState:
         inference_service=status.get("inferenceService"),
         # Before status.analysis existed the figures lived in status.canary.lastAnalysis.
         analysis=status.get("analysis") or (canary or {}).get("lastAnalysis") or None,
+        retraining=_retraining_from(status.get("retraining")),
     )
 
 
@@ -146,6 +214,8 @@ def _status(state: RolloutState) -> dict[str, Any]:
         status["inferenceService"] = state.inference_service
     if state.analysis:
         status["analysis"] = state.analysis
+    if state.retraining:
+        status["retraining"] = _retraining_status(state.retraining)
     if state.stable:
         status["stable"] = {
             "version": state.stable.version,

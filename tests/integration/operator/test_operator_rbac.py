@@ -32,6 +32,7 @@ RULES = [
         "resources": ["httproutes"],
         "verbs": ["get", "list", "create", "update", "delete"],
     },
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
 ]
