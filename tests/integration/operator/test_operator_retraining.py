@@ -225,6 +225,14 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
         timings["rollout -> promoted"] = time.monotonic() - stage
         timings["whole loop"] = time.monotonic() - started
 
+        # A restart after the loop ended: nothing is started, recorded or resolved again.
+        before = loop_rows(engine, did)
+        running.stop()
+        running = OperatorThread(loop_config, engine).start()
+        time.sleep(1.5)
+        assert loop_rows(engine, did) == before and retraining(cluster, "loop") == final
+        assert jobs(cluster) == ["loop-retrain-1-1"]
+
         resolved = alert(engine, alert_id)
         assert resolved.resolved and resolved.resolved_at is not None
         assert resolved.details["resolvedBy"]["rolloutId"] == cluster.status("loop")["stable"]["rolloutId"]
@@ -274,7 +282,9 @@ def test_a_failing_job_is_retried_after_the_cooldown_then_given_up(
     deploy(cluster, "flaky", cooldown="1s", maxAttempts=2)
     raise_alert(engine, did)
     wait_loop(cluster, "flaky", "Training", attempt=1)
+    loop_operator.stop()  # the first attempt fails while no operator runs; a new one picks it up
     finish_job(cluster, "flaky-retrain-1-1", ok=False)
+    loop_operator.start()
     wait_loop(cluster, "flaky", "Training", attempt=2, jobName="flaky-retrain-1-2")
     wait_for(lambda: jobs(cluster) == ["flaky-retrain-1-2"], "the failed attempt's Job deleted, one Job at a time")
     finish_job(cluster, "flaky-retrain-1-2", ok=False, reason="DeadlineExceeded")
