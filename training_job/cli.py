@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--run-key", help="identity of this job for checkpoints and the study (default: derived)")
     out.add_argument("--final-dir", help="local copy of the published model (default models/final)")
     out.add_argument("--work-dir", help="local working directory (default $MLP_HOME/work)")
+    loop = parser.add_argument_group("retraining loop (set by the operator's training Job)")
+    loop.add_argument(
+        "--include-feedback", action="store_true", default=None, help="train also on feedback-labelled predictions"
+    )
+    loop.add_argument("--feedback-deployment", help="namespace/name whose prediction_logs feedback is used")
+    loop.add_argument("--retraining-job", help="namespace/job: tags the run so the operator finds its version")
     return parser
 
 

@@ -60,6 +60,10 @@ _FROM_SETTINGS = {
 }
 
 
+# The operator's retraining loop (training_job/challenger.py, feedback_data.py): kept in JobConfig.extra.
+LOOP_FLAGS = ("include_feedback", "feedback_deployment", "retraining_job")
+
+
 @dataclass(frozen=True)
 class JobConfig:
     dataset: str
@@ -159,6 +163,8 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
         raise ConfigurationError(f"--chunks-per-review must be 0 or more (got {merged['chunks_per_review']})")
     if merged.get("freeze_layers") is not None and merged["freeze_layers"] < 0:
         raise ConfigurationError(f"--freeze-layers must be 0 or more (got {merged['freeze_layers']})")
+    if merged.get("include_feedback") and not merged.get("feedback_deployment"):
+        raise ConfigurationError("--include-feedback needs --feedback-deployment namespace/name")
     if not 0 < merged.get("head_fraction", DEFAULT_HEAD_FRACTION) <= 1:
         raise ConfigurationError("--head-fraction must be in (0, 1]")
 
@@ -202,4 +208,5 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
         experiment=merged.get("experiment") or settings.mlflow_experiment,
         final_dir=Path(merged.get("final_dir") or "models/final"),
         work_dir=Path(merged.get("work_dir") or settings.home / "work"),
+        extra={k: merged[k] for k in LOOP_FLAGS if merged.get(k)},
     )

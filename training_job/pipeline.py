@@ -19,7 +19,7 @@ from mlcore.config import Settings
 from mlcore.db import create_db_engine, upgrade_to_head
 from mlcore.model_version import local_card, version_prefix
 from mlcore.storage import join_key, open_storage
-from training_job import search
+from training_job import challenger, feedback_data, search
 from training_job.checkpoints import CheckpointStore, CheckpointSyncCallback
 from training_job.chunking import chunk_frame
 from training_job.cleaning import prepare
@@ -147,6 +147,11 @@ def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
         extra = chunk_frame(train_df, per_review=config.chunks_per_review, min_words=low, max_words=high, seed=seed)
         stats.extend(split_stats("train_chunks", extra) if len(extra) else [])
         train_df, chunks = pd.concat([train_df, extra], ignore_index=True), len(extra)
+    data_hash = frame_hash(clean)
+    if config.extra.get("include_feedback"):  # the retraining loop: the deployment's labelled predictions too
+        feedback = feedback_data.feedback_rows(settings, str(config.extra["feedback_deployment"]))
+        train_df = feedback_data.with_feedback(train_df, [splits.test, splits.validation], feedback)
+        data_hash = frame_hash(pd.concat([clean, train_df], ignore_index=True))
     logger.info(
         "data %s: %d clean rows (%d duplicates dropped); using train %d (%d of them chunks), validation %d, test %d",
         source,
@@ -157,9 +162,7 @@ def prepare_data(config: JobConfig, settings: Settings) -> PreparedData:
         len(validation_df),
         len(test_df),
     )
-    return PreparedData(
-        source, frame_hash(clean), splits, train_df, validation_df, test_df, frame_hash(test_df), stats, chunks
-    )
+    return PreparedData(source, data_hash, splits, train_df, validation_df, test_df, frame_hash(test_df), stats, chunks)
 
 
 def base_model_name(requested: str, model_path: str) -> str:
@@ -353,6 +356,7 @@ class TrainingRun:
             "dataset_hash": data.dataset_hash,
             "test_split_hash": data.test_hash,
             "quick": str(config.quick),
+            **challenger.run_tags(config.extra),
         }
         with tracker.run(run_name, tags=tags) as run_id:
             self.recorder.start(
@@ -559,6 +563,8 @@ class TrainingRun:
 def run(config: JobConfig, settings: Settings) -> RunResult:
     job = TrainingRun(config, settings)
     try:
-        return job.execute()
+        result = job.execute()
+        challenger.record_offer(job.engine, result.run_id, result.champion, result.decision, config.extra)
+        return result
     finally:
         job.engine.dispose()

@@ -92,7 +92,8 @@ class ModelDeployment(Base):
         Index("ix_model_deployments_deployment_id", "deployment_id"),
         Index("ix_model_deployments_active", "is_active"),
         CheckConstraint(
-            "deployment_type IN ('stable', 'canary', 'shadow')", name="ck_model_deployments_deployment_type"
+            "deployment_type IN ('stable', 'canary', 'shadow', 'retraining')",
+            name="ck_model_deployments_deployment_type",
         ),
         CheckConstraint("traffic_percent BETWEEN 0 AND 100", name="ck_model_deployments_traffic_percent"),
     )

@@ -12,7 +12,7 @@ import kopf
 from sqlalchemy.engine import Engine
 
 from mlcore.db import create_db_engine, upgrade_to_head
-from mlpipeline_operator import FINALIZER, handlers, metrics
+from mlpipeline_operator import FINALIZER, handlers, loop_handlers, metrics
 from mlpipeline_operator.config import OperatorConfig
 from mlpipeline_operator.kube import Kube, api_client, load_configuration
 from mlpipeline_operator.render import Defaults
@@ -89,6 +89,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     kopf.on.login(registry=registry)(login_with_operator_config)
     kopf.on.startup(registry=registry)(start_metrics_and_migrations)
     handlers.register(registry, config.tick_seconds)
+    loop_handlers.register(registry, config)
     return registry
 
 

@@ -51,6 +51,14 @@ class OperatorConfig(BaseSettings):
         900.0, ge=0, description="A canary not Ready this long after it started is rolled back; 0 disables."
     )
 
+    # --- the retraining loop (spec.retraining; mlpipeline_operator.loop) ---
+    training_image: str = Field(
+        "ghcr.io/ml-pipeline/training:latest", min_length=1, description="Default (always allowed) training image."
+    )
+    alert_poll_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often open monitoring_alerts are read for each retraining deployment."
+    )
+
     @field_validator("namespaces", "allowed_images", "allowed_service_accounts", "allowed_secrets", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

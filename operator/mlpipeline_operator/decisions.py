@@ -8,13 +8,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from mlpipeline_operator.analysis import AnalysisResult
 from mlpipeline_operator.spec import ModelDeploymentSpec
-from mlpipeline_operator.state import Canary, RolloutState, Stable, iso
+from mlpipeline_operator.state import Canary, LoopPhase, Phase, RolloutState, Stable, iso
 
 EventType = Literal["Normal", "Warning"]
+
+
+class Reason(StrEnum):
+    """Why a decision was taken: the Event's reason and the label of mlpipeline_operator_decisions_total."""
+
+    NO_CHANGE = "NoChange"
+    DEPLOYING = "Deploying"
+    RECONCILED = "Reconciled"
+    SERVING_UPDATED = "ServingUpdated"
+    MODEL_REFUSED = "ModelRefused"
+    CANARY_STARTED = "CanaryStarted"
+    READY = "Ready"
+    ANALYSIS_WAITING = "AnalysisWaiting"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    SHADOW_KEPT = "ShadowKept"
+    CANARY_ADVANCED = "CanaryAdvanced"
+    AWAITING_PROMOTION = "AwaitingPromotion"
+    EXPERIMENT_RUNNING = "ExperimentRunning"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    CANARY_CANCELLED = "CanaryCancelled"
+    EXPERIMENT_INCONCLUSIVE = "ExperimentInconclusive"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    FAILED = "Failed"
+    RECREATED = "Recreated"
+
+
+class Outcome(StrEnum):
+    """How a rollout ended (mlpipeline_operator_rollouts_total{outcome}; model_deployments.outcome)."""
+
+    DEPLOYED = "deployed"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+    INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -22,7 +60,7 @@ class Record:
     """One model_deployments row, keyed by (deployment, rollout_id, deployment_type)."""
 
     rollout_id: str
-    deployment_type: Literal["stable", "canary", "shadow"]
+    deployment_type: Literal["stable", "canary", "shadow", "retraining"]
     version: str
     storage_uri: str
     is_active: bool
@@ -34,12 +72,20 @@ class Record:
 
 @dataclass(frozen=True)
 class Decision:
+    """A transition's result. `children`: the InferenceServices / HTTPRoute are re-rendered from the new state
+    (False: only figures in the status change). `outcome`: the rollout ended so (counted once, when it happens).
+    `ready`: KServe's readiness as observed for this decision (None: not looked at, the Ready condition stays)."""
+
     state: RolloutState
-    reason: str
+    reason: Reason
     message: str
     event_type: EventType = "Normal"
     records: tuple[Record, ...] = field(default_factory=tuple)
     changed: bool = True
+    children: bool = False
+    outcome: Outcome | None = None
+    ready: bool | None = None
+    ready_message: str = ""
 
 
 def rollout_id(generation: int, version: str) -> str:
@@ -48,7 +94,7 @@ def rollout_id(generation: int, version: str) -> str:
 
 
 def nothing(state: RolloutState, message: str) -> Decision:
-    return Decision(state, "NoChange", message, changed=False)
+    return Decision(state, Reason.NO_CHANGE, message, changed=False)
 
 
 def deploy(state: RolloutState, spec: ModelDeploymentSpec, generation: int, now: datetime) -> Decision:
@@ -65,14 +111,14 @@ def deploy(state: RolloutState, spec: ModelDeploymentSpec, generation: int, now:
     message = f"deploying model {spec.model.name} version {spec.model.version}"
     new = replace(
         new,
-        phase="Deploying",
+        phase=Phase.DEPLOYING,
         message=message,
         stable=Stable(spec.model.version, spec.model.storage_uri, rid),
         canary=None,
         rollout_id=rid,
         observed_generation=generation,
-    ).with_history(rid, spec.model.version, "deployed", now, message)
-    return Decision(new, "Deploying", message, records=tuple(records))
+    ).with_history(rid, spec.model.version, Outcome.DEPLOYED.value, now, message)
+    return Decision(new, Reason.DEPLOYING, message, records=tuple(records), children=True)
 
 
 def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int, now: datetime) -> Decision:
@@ -90,7 +136,7 @@ def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int
             replace(state, observed_generation=generation),
             now,
             "canary cancelled: spec.model is the stable model again",
-            outcome="cancelled",
+            outcome=Outcome.CANCELLED,
         )
     if spec.rollout.strategy == "Immediate":
         return deploy(state, spec, generation, now)
@@ -109,14 +155,14 @@ def change_model(state: RolloutState, spec: ModelDeploymentSpec, generation: int
     message = f"{_STARTED[strategy]} of version {model.version} started at {weight}% (stable {state.stable.version})"
     new = replace(
         new,
-        phase="Progressing",
+        phase=Phase.PROGRESSING,
         message=message,
         canary=canary,
         rollout_id=rid,
         observed_generation=generation,
         analysis=None,
     )
-    return Decision(new, "CanaryStarted", message, records=tuple(records))
+    return Decision(new, Reason.CANARY_STARTED, message, records=tuple(records), children=True)
 
 
 _STARTED = {"Canary": "canary", "ABTest": "A/B test", "Shadow": "shadow"}
@@ -133,15 +179,20 @@ def initial_weight(spec: ModelDeploymentSpec) -> int:
 
 def became_ready(state: RolloutState) -> Decision:
     """Deploying/Promoting and KServe reports Ready: the rollout is done."""
-    if state.phase not in ("Deploying", "Promoting") or state.stable is None:
+    if state.phase not in (Phase.DEPLOYING, Phase.PROMOTING) or state.stable is None:
         return nothing(state, "not waiting for readiness")
     message = f"version {state.stable.version} is serving"
-    return Decision(replace(state, phase="Succeeded", message=message), "Ready", message)
+    # A first deployment (or Immediate replacement) ends here; a promotion was counted when it was decided.
+    deployed = Outcome.DEPLOYED if state.history and state.history[-1].get("outcome") == Outcome.DEPLOYED else None
+    # The children are re-rendered: after a promotion the old canary, kept while the stable one rolled out, goes.
+    return Decision(
+        replace(state, phase=Phase.SUCCEEDED, message=message), Reason.READY, message, children=True, outcome=deployed
+    )
 
 
 def analysis_due(state: RolloutState, spec: ModelDeploymentSpec, now: datetime) -> bool:
     canary = state.canary
-    if state.phase != "Progressing" or canary is None or canary.awaiting_promotion:
+    if state.phase != Phase.PROGRESSING or canary is None or canary.awaiting_promotion:
         return False
     last = canary.last_analysis_at or canary.step_started_at
     return now - last >= spec.rollout.interval_delta
@@ -179,7 +230,7 @@ def judge(
     steps = spec.rollout.steps
     if result.verdict == "inconclusive":
         message = f"analysis at {canary.weight}%: {'; '.join(result.reasons)}"
-        return Decision(replace(state, canary=canary, message=message), "AnalysisInconclusive", message)
+        return Decision(replace(state, canary=canary, message=message), Reason.ANALYSIS_INCONCLUSIVE, message)
     if result.verdict == "fail":
         canary = replace(canary, checks_failed=canary.checks_failed + 1)
         limit = spec.rollout.max_failed_checks
@@ -194,7 +245,7 @@ def judge(
             )
             return Decision(
                 replace(failed, canary=canary, message=message),
-                "ShadowKept",
+                Reason.SHADOW_KEPT,
                 message,
                 "Warning",
                 records=(_canary_record(canary, "progressing", metrics=figures),),
@@ -208,7 +259,7 @@ def judge(
             )
         return Decision(
             failed,
-            "AnalysisFailed",
+            Reason.ANALYSIS_FAILED,
             message,
             "Warning",
             records=(_canary_record(canary, "progressing", metrics=figures),),
@@ -223,7 +274,7 @@ def judge(
             _canary_record(canary, "progressing", metrics=figures),
             _stable_record(state.stable, 100 - weight, None, active=True),
         )
-        return Decision(new, "CanaryAdvanced", message, records=records)
+        return Decision(new, Reason.CANARY_ADVANCED, message, records=records, children=True)
     return _promote_or_await(
         replace(state, canary=canary),
         spec,
@@ -251,7 +302,7 @@ def _promote_or_await(
     canary = replace(canary, awaiting_promotion=True)
     return Decision(
         replace(state, canary=canary, message=waiting),
-        "AwaitingPromotion",
+        Reason.AWAITING_PROMOTION,
         waiting,
         records=(_canary_record(canary, "progressing", metrics=figures),),
     )
@@ -283,7 +334,7 @@ def _judge_ab(
     why = "; ".join(g.message for g in result.gates)
     if not result.final:
         message = f"A/B test of version {canary.version}: {why}"
-        return Decision(replace(state, message=message), "ExperimentRunning", message)
+        return Decision(replace(state, message=message), Reason.EXPERIMENT_RUNNING, message)
     if result.winner == "canary":
         return _promote_or_await(
             state,
@@ -295,7 +346,7 @@ def _judge_ab(
         )
     if result.winner == "stable":
         return roll_back(state, now, f"A/B test lost: {why}", metrics=figures)
-    return roll_back(state, now, f"A/B test inconclusive: {why}", metrics=figures, outcome="inconclusive")
+    return roll_back(state, now, f"A/B test inconclusive: {why}", metrics=figures, outcome=Outcome.INCONCLUSIVE)
 
 
 def promote(state: RolloutState, now: datetime, why: str, metrics: dict[str, Any] | None = None) -> Decision:
@@ -312,13 +363,13 @@ def promote(state: RolloutState, now: datetime, why: str, metrics: dict[str, Any
     )
     new = replace(
         state,
-        phase="Promoting",
+        phase=Phase.PROMOTING,
         message=message,
         stable=Stable(canary.version, canary.storage_uri, canary.rollout_id),
         canary=None,
         rollout_id=canary.rollout_id,
-    ).with_history(canary.rollout_id, canary.version, "promoted", now, why)
-    return Decision(new, "Promoted", message, records=records)
+    ).with_history(canary.rollout_id, canary.version, Outcome.PROMOTED.value, now, why)
+    return Decision(new, Reason.PROMOTED, message, records=records, children=True, outcome=Outcome.PROMOTED)
 
 
 def roll_back(
@@ -326,7 +377,7 @@ def roll_back(
     now: datetime,
     why: str,
     metrics: dict[str, Any] | None = None,
-    outcome: str = "rolled_back",
+    outcome: Outcome = Outcome.ROLLED_BACK,
 ) -> Decision:
     """The canary is removed; all traffic goes back to the stable model."""
     canary, stable = state.canary, state.stable
@@ -337,39 +388,103 @@ def roll_back(
         _canary_record(canary, outcome, metrics=metrics, active=False, ended=True),
         _stable_record(stable, 100, None, active=True),
     )
-    phase = "RolledBack" if outcome == "rolled_back" else "Succeeded"
-    message = (
-        f"version {canary.version} {outcome.replace('_', ' ')}: {why}; version {stable.version} serves all traffic"
-    )
+    phase = Phase.ROLLED_BACK if outcome == Outcome.ROLLED_BACK else Phase.SUCCEEDED
+    ended = outcome.value.replace("_", " ")
+    message = f"version {canary.version} {ended}: {why}; version {stable.version} serves all traffic"
     new = replace(state, phase=phase, message=message, canary=None).with_history(
-        canary.rollout_id, canary.version, outcome, now, why
+        canary.rollout_id, canary.version, outcome.value, now, why
     )
-    return Decision(new, _ENDED[outcome], message, "Warning", records)
+    return Decision(new, _ENDED[outcome], message, "Warning", records, children=True, outcome=outcome)
 
 
-_ENDED = {"rolled_back": "RolledBack", "cancelled": "CanaryCancelled", "inconclusive": "ExperimentInconclusive"}
+_ENDED = {
+    Outcome.ROLLED_BACK: Reason.ROLLED_BACK,
+    Outcome.CANCELLED: Reason.CANARY_CANCELLED,
+    Outcome.INCONCLUSIVE: Reason.EXPERIMENT_INCONCLUSIVE,
+}
 
 
 def pause(state: RolloutState) -> Decision:
-    if state.phase != "Progressing":
+    if state.phase != Phase.PROGRESSING:
         return nothing(state, f"nothing to pause in phase {state.phase}")
     message = "rollout paused (annotation mlpipeline.io/paused)"
-    return Decision(replace(state, phase="Paused", message=message), "Paused", message)
+    return Decision(replace(state, phase=Phase.PAUSED, message=message), Reason.PAUSED, message)
 
 
 def resume(state: RolloutState, now: datetime) -> Decision:
-    if state.phase != "Paused":
+    if state.phase != Phase.PAUSED:
         return nothing(state, f"nothing to resume in phase {state.phase}")
     if state.canary is None:
-        return Decision(replace(state, phase="Succeeded", message="resumed"), "Resumed", "resumed")
+        return Decision(replace(state, phase=Phase.SUCCEEDED, message="resumed"), Reason.RESUMED, "resumed")
     # A paused step does not count as observed time: analysis restarts its clock.
     canary = replace(state.canary, step_started_at=now, last_analysis_at=None)
     message = f"rollout resumed at {canary.weight}%"
-    return Decision(replace(state, phase="Progressing", canary=canary, message=message), "Resumed", message)
+    return Decision(replace(state, phase=Phase.PROGRESSING, canary=canary, message=message), Reason.RESUMED, message)
 
 
 def fail(state: RolloutState, why: str) -> Decision:
-    return Decision(replace(state, phase="Failed", message=why), "Failed", why, "Warning")
+    """An invalid spec (or one the API server refuses): phase Failed. Said once: a timer that meets the same
+    problem on every tick changes nothing more."""
+    if state.phase == Phase.FAILED and state.message == why:
+        return nothing(state, why)
+    return Decision(replace(state, phase=Phase.FAILED, message=why), Reason.FAILED, why, "Warning")
+
+
+def refuse_model(state: RolloutState, spec: ModelDeploymentSpec, problem: str) -> Decision:
+    """A model version that is not completely published never reaches a predictor; what serves keeps serving."""
+    message = f"model version {spec.model.version} refused: {problem}"
+    return Decision(
+        replace(state, phase=Phase.FAILED, message=message), Reason.MODEL_REFUSED, message, "Warning", children=True
+    )
+
+
+def reconcile_created(state: RolloutState, spec: ModelDeploymentSpec, generation: int, now: datetime) -> Decision:
+    """The create event: deploy the model; for a restarted operator finishing an interrupted create (something is
+    already stable), the model change it may have missed, else the children re-applied."""
+    if state.stable is None:
+        return deploy(state, spec, generation, now)
+    decision = change_model(state, spec, generation, now)
+    if not decision.changed:
+        return Decision(state, Reason.RECONCILED, "children re-applied", children=True)
+    return decision
+
+
+def serving_changed(state: RolloutState) -> Decision:
+    """Predictor, mode, routing or secrets changed: the children are re-rendered for the models already served."""
+    if state.stable is None:
+        return nothing(state, "nothing deployed yet")
+    return Decision(
+        state, Reason.SERVING_UPDATED, "predictor settings re-applied to the InferenceServices", children=True
+    )
+
+
+def observe_readiness(state: RolloutState, ready: bool, message: str) -> Decision:
+    """KServe's verdict on the served InferenceServices: a deployment or promotion finishes when they are Ready;
+    either way the verdict goes into the Ready condition."""
+    decision = became_ready(state) if ready else nothing(state, message)
+    return replace(decision, ready=ready, ready_message=message)
+
+
+def recreate(state: RolloutState, name: str) -> Decision:
+    """The stable InferenceService is gone (deleted by hand, or never created after a crash): put it back."""
+    message = f"InferenceService {name} was missing"
+    return Decision(
+        state,
+        Reason.RECREATED,
+        message,
+        "Warning",
+        children=True,
+        ready=False,
+        ready_message="InferenceService not found",
+    )
+
+
+def wait_for_readiness(state: RolloutState, why: str) -> Decision:
+    """Analysis starts only once KServe serves the candidate: say so once, then wait."""
+    message = f"analysis waits for readiness: {why}"
+    if state.message == message:
+        return nothing(state, message)
+    return Decision(replace(state, message=message), Reason.ANALYSIS_WAITING, message)
 
 
 def conditions(
@@ -378,8 +493,8 @@ def conditions(
     """Ready / Progressing / Degraded, keeping lastTransitionTime when a condition's status did not change."""
     previous = {c.get("type"): c for c in state.conditions}
     ready_status = previous.get("Ready", {}).get("status", "Unknown") if ready is None else str(ready)
-    progressing = state.phase in ("Deploying", "Progressing", "Promoting")
-    degraded = state.phase in ("RolledBack", "Failed")
+    progressing = state.phase in (Phase.DEPLOYING, Phase.PROGRESSING, Phase.PROMOTING)
+    degraded = state.phase in (Phase.ROLLED_BACK, Phase.FAILED)
     wanted = [
         (
             "Ready",
@@ -387,9 +502,19 @@ def conditions(
             "InferenceServiceReady" if ready_status == "True" else "InferenceServiceNotReady",
             ready_message or previous.get("Ready", {}).get("message", ""),
         ),
-        ("Progressing", str(progressing), state.phase, state.message),
-        ("Degraded", str(degraded), state.phase if degraded else "AsExpected", state.message if degraded else ""),
+        ("Progressing", str(progressing), state.phase.value, state.message),
+        ("Degraded", str(degraded), state.phase.value if degraded else "AsExpected", state.message if degraded else ""),
     ]
+    if state.retraining is not None:
+        gave_up = state.retraining.phase == LoopPhase.GAVE_UP
+        wanted.append(
+            (
+                "RetrainingFailed",
+                str(gave_up),
+                "MaxAttemptsReached" if gave_up else "AsExpected",
+                state.retraining.message if gave_up else "",
+            )
+        )
     result = []
     for kind, status, reason, message in wanted:
         old = previous.get(kind)
@@ -400,7 +525,7 @@ def conditions(
                 "status": status,
                 "reason": reason,
                 "message": message,
-                "lastTransitionTime": iso(now) if changed else old.get("lastTransitionTime", iso(now)),
+                "lastTransitionTime": iso(now) if changed else (old or {}).get("lastTransitionTime", iso(now)),
             }
         )
     return tuple(result)

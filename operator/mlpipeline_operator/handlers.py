@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -23,6 +23,11 @@ from mlpipeline_operator import (
     ANNOTATION_PROMOTE,
     ANNOTATION_ROLLBACK,
     GROUP,
+    ISVC_GROUP,
+    ISVC_PLURAL,
+    ISVC_VERSION,
+    LABEL_MANAGED_BY,
+    MANAGER,
     PLURAL,
     VERSION,
     decisions,
@@ -34,33 +39,17 @@ from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.render import Owner, ServedModel, canary_name, candidate_name, is_ready, render
 from mlpipeline_operator.runtime import Runtime
-from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec
-from mlpipeline_operator.state import RolloutState, from_status, to_status
+from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec, with_strategy
+from mlpipeline_operator.state import LoopPhase, Phase, RolloutState, from_status, to_status
 from mlpipeline_operator.strategies import measure
 
 log = logging.getLogger(__name__)
 
-# Decisions that change only figures in the status: the children stay as they are.
-_STATUS_ONLY = {
-    "NoChange",
-    "AnalysisWaiting",
-    "AnalysisInconclusive",
-    "ExperimentRunning",
-    "AnalysisFailed",
-    "AwaitingPromotion",
-    "Paused",
-    "Resumed",
-    "ShadowKept",
-}
-_ROLLOUT_OUTCOMES = {
-    "Promoted": "promoted",
-    "RolledBack": "rolled_back",
-    "CanaryCancelled": "cancelled",
-    "ExperimentInconclusive": "inconclusive",
-}
 _TRUE = {"true", "yes", "1"}
 
 Transition = Callable[[RolloutState, ModelDeploymentSpec, dict[str, Any]], Decision]
+# kopf.index of the operator's InferenceServices: (namespace, name) -> KServe's (ready, message), kept by the watch.
+Readiness = kopf.Index[tuple[str, str], tuple[bool, str]]
 
 
 def now() -> datetime:
@@ -72,8 +61,36 @@ def now() -> datetime:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _act(runtime: Runtime, namespace: str, name: str, handler: str, transition: Transition) -> Decision | None:
-    """Read, decide, apply. None when the object is gone or being deleted."""
+def _act(
+    runtime: Runtime, namespace: str, name: str, handler: str, transition: Transition, *, timer: bool = False
+) -> Decision | None:
+    """Read, decide, apply. None when the object is gone or being deleted.
+
+    A spec the operator refuses (or children the API server refuses) is recorded as phase Failed and raised as
+    kopf.PermanentError; from a timer (`timer=True`) it is logged instead, so the timer keeps running and picks up
+    a fixed spec, and said once: the same failure on the next tick changes nothing.
+    """
+    try:
+        return _decide_and_commit(runtime, namespace, name, handler, transition)
+    except _RefusedError as exc:
+        if not timer:
+            raise kopf.PermanentError(exc.decision.message) from exc.__cause__
+        level = logging.ERROR if exc.decision.changed else logging.DEBUG
+        log.log(level, "%s of %s/%s failed permanently: %s", handler, namespace, name, exc.decision.message)
+        return exc.decision
+
+
+class _RefusedError(Exception):
+    """A Failed decision already committed; the handler decides how kopf hears of it."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.message)
+        self.decision = decision
+
+
+def _decide_and_commit(
+    runtime: Runtime, namespace: str, name: str, handler: str, transition: Transition
+) -> Decision | None:
     with runtime.locked(f"{namespace}/{name}"):
         body = runtime.kube.get_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -83,12 +100,13 @@ def _act(runtime: Runtime, namespace: str, name: str, handler: str, transition: 
             spec = parse_spec(body.get("spec") or {})
             policy.check(spec, runtime.config, runtime.defaults)
         except DataValidationError as exc:
-            _commit(runtime, body, None, decisions.fail(state, str(exc)), None, "")
+            failed = decisions.fail(state, str(exc))
+            _commit(runtime, body, None, failed)
             metrics.RECONCILES.labels(handler, "invalid").inc()
-            raise kopf.PermanentError(str(exc)) from exc
+            raise _RefusedError(failed) from exc
         decision = transition(state, spec, body)
         try:
-            _commit(runtime, body, spec, decision, None, "")
+            _commit(runtime, body, spec, decision)
         except DatabaseError as exc:
             metrics.RECONCILES.labels(handler, "database_error").inc()
             raise kopf.TemporaryError(f"{exc}; retrying", delay=5) from exc
@@ -97,41 +115,32 @@ def _act(runtime: Runtime, namespace: str, name: str, handler: str, transition: 
             if exc.status in (400, 403, 422):
                 # The API server refuses what we render (or RBAC forbids it): retrying cannot help.
                 failed = decisions.fail(state, f"cannot apply InferenceService: {exc.status} {exc.reason}")
-                _commit(runtime, body, spec, failed, None, "")
-                raise kopf.PermanentError(failed.message) from exc
+                _commit(runtime, body, spec, failed)
+                raise _RefusedError(failed) from exc
             raise kopf.TemporaryError(f"Kubernetes API error {exc.status}; retrying", delay=5) from exc
         metrics.RECONCILES.labels(handler, "ok").inc()
         return decision
 
 
-def _commit(
-    runtime: Runtime,
-    body: dict[str, Any],
-    spec: ModelDeploymentSpec | None,
-    decision: Decision,
-    ready: bool | None,
-    ready_message: str,
-) -> None:
+def _commit(runtime: Runtime, body: dict[str, Any], spec: ModelDeploymentSpec | None, decision: Decision) -> None:
     """Children, then rows, then status, then the Event: a crash in between is repaired by a re-run."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     owner = Owner(namespace, name, meta["uid"])
     state = decision.state
-    if decision.changed and decision.reason not in _STATUS_ONLY and spec is not None:
+    if decision.changed and decision.children and spec is not None:
         _apply_children(runtime, owner, spec, state)
     if decision.records and spec is not None:
         record(runtime.engine, owner.deployment_id, namespace, spec.model.name, decision.records)
-    new_conditions = decisions.conditions(state, ready, ready_message, now())
+    new_conditions = decisions.conditions(state, decision.ready, decision.ready_message, now())
     if decision.changed or not _same_conditions(new_conditions, state.conditions):
         state = replace(state, conditions=new_conditions, inference_service=name)
         runtime.kube.write_status(namespace, name, to_status(state))
     if decision.changed:
-        kopf.event(body, type=decision.event_type, reason=decision.reason, message=decision.message)
-        metrics.DECISIONS.labels(decision.reason).inc()
-        if decision.reason in _ROLLOUT_OUTCOMES:
-            metrics.ROLLOUTS.labels(_ROLLOUT_OUTCOMES[decision.reason]).inc()
-        if decision.reason == "Ready" and state.history and state.history[-1].get("outcome") == "deployed":
-            metrics.ROLLOUTS.labels("deployed").inc()
+        kopf.event(cast(Any, body), type=decision.event_type, reason=decision.reason.value, message=decision.message)
+        metrics.DECISIONS.labels(decision.reason.value).inc()
+        if decision.outcome is not None:
+            metrics.ROLLOUTS.labels(decision.outcome.value).inc()
     metrics.CANARY_WEIGHT.labels(namespace, name).set(state.canary.weight if state.canary else 0)
 
 
@@ -144,7 +153,7 @@ def _apply_children(runtime: Runtime, owner: Owner, spec: ModelDeploymentSpec, s
     strategy = state.canary.strategy if state.canary else "Canary"
     desired = render(owner, spec, stable, canary, weight, runtime.defaults, strategy)
     # While the promoted model rolls out on the stable InferenceService, the old canary keeps serving.
-    keep = {canary_name(owner.name)} if state.phase == "Promoting" else set()
+    keep = {canary_name(owner.name)} if state.phase == Phase.PROMOTING else set()
     runtime.kube.apply(desired, owner.namespace, owner.name, keep=keep)
 
 
@@ -155,14 +164,32 @@ def _same_conditions(a: tuple[dict[str, Any], ...], b: tuple[dict[str, Any], ...
     return key(a) == key(b)
 
 
+def _indexed(readiness: Readiness, namespace: str, name: str) -> tuple[bool, str] | None:
+    """KServe's verdict on one InferenceService as the watch last saw it; None when the watch has not seen it."""
+    for verdict in readiness.get((namespace, name), ()):
+        return verdict
+    return None
+
+
+Lookup = Callable[[str, str], tuple[bool, str]]
+
+
+def _from_index(readiness: Readiness) -> Lookup:
+    return lambda namespace, name: _indexed(readiness, namespace, name) or is_ready(None)
+
+
+def _from_api(runtime: Runtime) -> Lookup:
+    return lambda namespace, name: is_ready(runtime.kube.get_inference_service(namespace, name))
+
+
 def _readiness(
-    runtime: Runtime, namespace: str, name: str, spec: ModelDeploymentSpec, state: RolloutState
+    lookup: Lookup, namespace: str, name: str, spec: ModelDeploymentSpec, state: RolloutState
 ) -> tuple[bool, str]:
-    """Ready when the stable InferenceService (and, in RawDeployment mode, the canary one) reports Ready."""
-    ready, message = is_ready(runtime.kube.get_inference_service(namespace, name))
+    """Ready when the stable InferenceService (and, in RawDeployment mode, the candidate one) reports Ready."""
+    ready, message = lookup(namespace, name)
     if ready and state.canary and spec.deployment_mode == "RawDeployment":
         candidate = candidate_name(name, state.canary.strategy)
-        canary_ready, canary_message = is_ready(runtime.kube.get_inference_service(namespace, candidate))
+        canary_ready, canary_message = lookup(namespace, candidate)
         if not canary_ready:
             return False, f"{state.canary.strategy.lower()}: {canary_message}"
     return ready, message
@@ -177,6 +204,12 @@ def _runtime(memo: kopf.Memo) -> Runtime:
 # ------------------------------------------------------------------------------------------------------------
 
 
+def inference_service_readiness(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Index: KServe's Ready verdict of each InferenceService the operator manages, kept current by the watch,
+    so the timers read readiness from memory instead of one GET per InferenceService per tick."""
+    return {(namespace, name): is_ready(dict(body))}
+
+
 def _refused(runtime: Runtime, state: RolloutState, spec: ModelDeploymentSpec) -> Decision | None:
     """With MLP_OPERATOR_VERIFY_MODELS, a version that is not completely published never reaches a predictor."""
     if not runtime.config.verify_models:
@@ -184,10 +217,7 @@ def _refused(runtime: Runtime, state: RolloutState, spec: ModelDeploymentSpec) -
     if state.stable and spec.model.storage_uri in (state.stable.storage_uri, getattr(state.canary, "storage_uri", "")):
         return None  # already serving: checked when it arrived
     problem = model_problem(spec.model.storage_uri, get_settings().effective_s3_endpoint)
-    if problem is None:
-        return None
-    message = f"model version {spec.model.version} refused: {problem}"
-    return Decision(replace(state, phase="Failed", message=message), "ModelRefused", message, "Warning")
+    return None if problem is None else decisions.refuse_model(state, spec, problem)
 
 
 def create_inference_service(memo: kopf.Memo, namespace: str, name: str, **_: Any) -> None:
@@ -195,16 +225,8 @@ def create_inference_service(memo: kopf.Memo, namespace: str, name: str, **_: An
     runtime = _runtime(memo)
 
     def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
-        refused = _refused(runtime, state, spec)
-        if refused is not None:
-            return refused
         generation = int(body["metadata"].get("generation", 1))
-        if state.stable is not None:  # a restarted operator finishing an interrupted create
-            decision = decisions.change_model(state, spec, generation, now())
-            if not decision.changed:
-                return Decision(state, "Reconciled", "children re-applied")
-            return decision
-        return decisions.deploy(state, spec, generation, now())
+        return _refused(runtime, state, spec) or decisions.reconcile_created(state, spec, generation, now())
 
     _act(runtime, namespace, name, "create", transition)
 
@@ -216,53 +238,61 @@ def start_rollout_on_model_change(memo: kopf.Memo, namespace: str, name: str, **
 
     def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
         return _refused(runtime, state, spec) or decisions.change_model(
-            state, spec, int(body["metadata"].get("generation", 1)), now()
+            state, _candidate_rollout(state, spec), int(body["metadata"].get("generation", 1)), now()
         )
 
     _act(runtime, namespace, name, "model_change", transition)
 
 
+def _candidate_rollout(state: RolloutState, spec: ModelDeploymentSpec) -> ModelDeploymentSpec:
+    """A candidate the retraining loop offered rolls out under spec.retraining.rollout; other changes as spec says."""
+    r = state.retraining
+    loop = spec.retraining
+    offered = loop is not None and r is not None and r.phase == LoopPhase.ROLLING_OUT
+    if offered and loop is not None and loop.rollout != "None" and r and r.candidate_version == spec.model.version:
+        return with_strategy(spec, loop.rollout)
+    return spec
+
+
 def apply_serving_changes(memo: kopf.Memo, namespace: str, name: str, old: Any, new: Any, **_: Any) -> None:
     """Predictor, mode, routing or secrets changed: re-render the children for the models already served."""
-    ignored = {"model", "rollout"}
+    ignored = {"model", "rollout", "retraining"}
     before = {k: v for k, v in dict(old or {}).items() if k not in ignored}
     after = {k: v for k, v in dict(new or {}).items() if k not in ignored}
     if before == after:
         return
+    _act(_runtime(memo), namespace, name, "serving_change", lambda state, spec, body: decisions.serving_changed(state))
+
+
+def track_readiness(
+    memo: kopf.Memo, namespace: str, name: str, status: Any, inference_service_readiness: Readiness, **_: Any
+) -> None:
+    """Follow KServe's Ready condition: finish deployments and promotions, keep the Ready condition true to it."""
+    if not deployed(status):  # kopf's cached view: no API read for objects with nothing deployed
+        return
+    runtime = _runtime(memo)
 
     def transition(state: RolloutState, spec: ModelDeploymentSpec, body: dict[str, Any]) -> Decision:
         if state.stable is None:
-            return decisions.nothing(state, "nothing deployed yet")
-        return Decision(state, "ServingUpdated", "predictor settings re-applied to the InferenceServices")
+            return decisions.nothing(state, "nothing deployed")
+        # Only what the watch has not seen is read from the API: one that is really gone is put back.
+        if _indexed(inference_service_readiness, namespace, name) is None and (
+            runtime.kube.get_inference_service(namespace, name) is None
+        ):
+            return decisions.recreate(state, name)
+        ready, message = _readiness(_from_index(inference_service_readiness), namespace, name, spec, state)
+        if ready and state.phase in (Phase.DEPLOYING, Phase.PROMOTING):
+            # The verdict that ends a rollout is read afresh: the watch may not yet have delivered the
+            # InferenceService just applied (its new generation, not yet observed by KServe).
+            ready, message = _readiness(_from_api(runtime), namespace, name, spec, state)
+        return decisions.observe_readiness(state, ready, message)
 
-    _act(_runtime(memo), namespace, name, "serving_change", transition)
-
-
-def track_readiness(memo: kopf.Memo, namespace: str, name: str, status: Any, **_: Any) -> None:
-    """Follow KServe's Ready condition: finish deployments and promotions, keep the Ready condition true to it."""
-    if not deployed(status):
-        return
-    runtime = _runtime(memo)
-    with runtime.locked(f"{namespace}/{name}"):
-        body = runtime.kube.get_deployment(namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        state = from_status(body.get("status"))
-        if state.stable is None:
-            return
-        spec = parse_spec(body.get("spec") or {})
-        owner = Owner(namespace, name, body["metadata"]["uid"])
-        if runtime.kube.get_inference_service(namespace, name) is None:
-            # Deleted by hand (or never created after a crash): put it back.
-            _apply_children(runtime, owner, spec, state)
-            kopf.event(body, type="Warning", reason="Recreated", message=f"InferenceService {name} was missing")
-        ready, message = _readiness(runtime, namespace, name, spec, state)
-        decision = decisions.became_ready(state) if ready else decisions.nothing(state, message)
-        _commit(runtime, body, spec, decision, ready, message)
-    metrics.RECONCILES.labels("readiness", "ok").inc()
+    _act(runtime, namespace, name, "readiness", transition, timer=True)
 
 
-def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_: Any) -> None:
+def analyse_canary(
+    memo: kopf.Memo, namespace: str, name: str, status: Any, inference_service_readiness: Readiness, **_: Any
+) -> None:
     """Each rollout.interval, compare canary and stable prediction logs; advance, promote or roll back."""
     if not in_rollout(status):  # kopf's cached view: skip the API read for objects not in a rollout
         return
@@ -273,27 +303,20 @@ def analyse_canary(memo: kopf.Memo, namespace: str, name: str, status: Any, **_:
         if not decisions.analysis_due(state, spec, moment):
             return decisions.nothing(state, "analysis not due")
         assert state.canary is not None and state.stable is not None
-        ready, why = _readiness(runtime, namespace, name, spec, state)
+        ready, why = _readiness(_from_index(inference_service_readiness), namespace, name, spec, state)
         if not ready:
             overdue = policy.canary_overdue(state, runtime.config, moment)
             if overdue is not None:
                 return decisions.roll_back(state, moment, f"{overdue}: {why}")
-            # Analysis starts only once KServe serves the canary; say so once, then wait.
-            message = f"analysis waits for readiness: {why}"
-            if state.message == message:
-                return decisions.nothing(state, message)
-            return Decision(replace(state, message=message), "AnalysisWaiting", message)
+            return decisions.wait_for_readiness(state, why)
         started = time.perf_counter()
         since = decisions.analysis_window_start(state, spec, moment)
         result = measure(runtime.engine, f"{namespace}/{name}", state, spec, since, moment)
         metrics.ANALYSIS_SECONDS.inc(time.perf_counter() - started)
         return decisions.judge(state, spec, result, moment, since)
 
-    try:
-        _act(runtime, namespace, name, "analysis", transition)
-    except kopf.PermanentError as exc:
-        # Already recorded as phase Failed; a timer must keep running so a fixed spec is picked up again.
-        log.error("analysis of %s/%s failed permanently: %s", namespace, name, exc)
+    # A timer: a permanent failure is recorded as phase Failed and the timer keeps running for a fixed spec.
+    _act(runtime, namespace, name, "analysis", transition, timer=True)
 
 
 def promote_on_request(memo: kopf.Memo, namespace: str, name: str, new: Any, patch: kopf.Patch, **_: Any) -> None:
@@ -343,6 +366,7 @@ def delete_children_and_retire_rows(memo: kopf.Memo, namespace: str, name: str, 
         except DatabaseError as exc:
             raise kopf.TemporaryError(f"{exc}; retrying", delay=5) from exc
         deleted = runtime.kube.delete_children(namespace, name)
+        deleted += runtime.kube.delete_jobs(namespace, name)  # a retraining Job mid-loop goes with it
     runtime.forget(f"{namespace}/{name}")
     with contextlib.suppress(KeyError):  # never labelled if it never got that far
         metrics.CANARY_WEIGHT.remove(namespace, name)
@@ -355,30 +379,38 @@ def delete_children_and_retire_rows(memo: kopf.Memo, namespace: str, name: str, 
 
 
 def in_rollout(status: Any, **_: Any) -> bool:
-    return (status or {}).get("phase") == "Progressing"
+    return (status or {}).get("phase") == Phase.PROGRESSING
 
 
 def deployed(status: Any, **_: Any) -> bool:
     return bool((status or {}).get("stable"))
 
 
+def _handler(fn: Callable[..., Any]) -> Any:
+    """kopf's handler protocols name every keyword; ours take the few they use (and **_): same at run time."""
+    return fn
+
+
 def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
     """Attach every handler to `registry` (explicit, so tests can run several operators one after another)."""
     resource = (GROUP, VERSION, PLURAL)
-    kopf.on.create(*resource, registry=registry)(create_inference_service)
-    kopf.on.update(*resource, field="spec.model", registry=registry)(start_rollout_on_model_change)
-    kopf.on.update(*resource, field="spec", registry=registry)(apply_serving_changes)
+    kopf.index(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels={LABEL_MANAGED_BY: MANAGER}, registry=registry)(
+        _handler(inference_service_readiness)
+    )
+    kopf.on.create(*resource, registry=registry)(_handler(create_inference_service))
+    kopf.on.update(*resource, field="spec.model", registry=registry)(_handler(start_rollout_on_model_change))
+    kopf.on.update(*resource, field="spec", registry=registry)(_handler(apply_serving_changes))
     # No `when=` filters: kopf stops a filtered timer on a transient mismatch and restarts it only after a
     # long cancellation poll; the timers check the cached phase themselves instead.
-    kopf.timer(*resource, interval=tick_seconds, registry=registry)(track_readiness)
-    kopf.timer(*resource, interval=tick_seconds, registry=registry)(analyse_canary)
+    kopf.timer(*resource, interval=tick_seconds, registry=registry)(_handler(track_readiness))
+    kopf.timer(*resource, interval=tick_seconds, registry=registry)(_handler(analyse_canary))
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_PROMOTE], registry=registry)(
-        promote_on_request
+        _handler(promote_on_request)
     )
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_ROLLBACK], registry=registry)(
-        roll_back_on_request
+        _handler(roll_back_on_request)
     )
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_PAUSED], registry=registry)(
-        pause_or_resume_on_request
+        _handler(pause_or_resume_on_request)
     )
-    kopf.on.delete(*resource, registry=registry)(delete_children_and_retire_rows)
+    kopf.on.delete(*resource, registry=registry)(_handler(delete_children_and_retire_rows))

@@ -15,6 +15,7 @@ from mlpipeline_operator import (
     ISVC_VERSION,
     LABEL_DEPLOYMENT,
     LABEL_MANAGED_BY,
+    LABEL_ROLE,
     MANAGER,
     PLURAL,
     ROUTE_GROUP,
@@ -60,6 +61,7 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.objects = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
 
     # --- the ModelDeployment ---
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -108,6 +110,40 @@ class Kube:
             if self._put(ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL, namespace, route_name, desired.route):
                 changed.append(route_name)
         return changed
+
+    # --- the retraining loop's Jobs (batch/v1: create, get, list, watch, delete) ---
+    def create_job(self, body: dict[str, Any]) -> bool:
+        """Create the Job; False when one of that name exists already (a restarted operator adopts it)."""
+        try:
+            self.batch.create_namespaced_job(body["metadata"]["namespace"], body)
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.api.sanitize_for_serialization(self.batch.read_namespaced_job(name, namespace)))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete_job(self, namespace: str, name: str) -> bool:
+        """Delete a Job and (in the background) its pods."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def delete_jobs(self, namespace: str, deployment: str) -> list[str]:
+        selector = f"{LABEL_DEPLOYMENT}={deployment},{LABEL_MANAGED_BY}={MANAGER},{LABEL_ROLE}=retraining"
+        names = [j.metadata.name for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items]
+        return [f"job/{n}" for n in names if self.delete_job(namespace, n)]
 
     def delete_children(self, namespace: str, deployment: str) -> list[str]:
         """Delete every InferenceService and the HTTPRoute of a deployment (garbage collection may not run)."""

@@ -48,6 +48,14 @@ def problems(spec: ModelDeploymentSpec, config: OperatorConfig, defaults: Defaul
         found.append(
             f"serviceAccountName {p.service_account_name!r} is not allowed (MLP_OPERATOR_ALLOWED_SERVICE_ACCOUNTS)"
         )
+    job = spec.retraining.job if spec.retraining else None
+    if job and job.image and not _allowed(job.image, config.allowed_images, (config.training_image,)):
+        found.append(f"retraining.job.image {job.image!r} is not allowed (MLP_OPERATOR_ALLOWED_IMAGES)")
+    if job and job.service_account_name and not _allowed(job.service_account_name, config.allowed_service_accounts, ()):
+        found.append(
+            f"retraining.job.serviceAccountName {job.service_account_name!r} is not allowed "
+            "(MLP_OPERATOR_ALLOWED_SERVICE_ACCOUNTS)"
+        )
     own_secrets = (defaults.database_secret, defaults.storage_secret)
     for field, ref in (("databaseSecretRef", spec.database_secret_ref), ("storageSecretRef", spec.storage_secret_ref)):
         if ref is not None and not _allowed(ref.name, config.allowed_secrets, own_secrets):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -20,7 +21,7 @@ def record(engine: Engine, deployment_id: str, namespace: str, model_name: str, 
         return 0
     now = datetime.now(UTC)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    table = ModelDeployment.__table__
+    table = cast(Table, ModelDeployment.__table__)
     with session_scope(engine) as session:
         for row in rows:
             values = {

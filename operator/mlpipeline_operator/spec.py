@@ -201,6 +201,81 @@ class RolloutSpec(_Model):
         return parse_duration(self.interval)
 
 
+AlertKind = Literal["drift", "performance", "volume"]
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+class AlertTrigger(_Model):
+    """Which open monitoring_alerts of this deployment start a retraining loop."""
+
+    kinds: tuple[AlertKind, ...] = ("drift", "performance")
+    min_severity: Severity = Field("warning", alias="minSeverity")
+
+    @field_validator("kinds")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one alert kind (drift, performance, volume)")
+        return value
+
+    def matches(self, alert_type: str, severity: str) -> bool:
+        return alert_type in self.kinds and SEVERITY_RANK.get(severity, -1) >= SEVERITY_RANK[self.min_severity]
+
+
+class TrainingJobSpec(_Model):
+    """The batch/v1 Job that trains a candidate: the training image (python -m training_job) and its flags."""
+
+    image: str | None = Field(None, min_length=1, max_length=512)  # unset: the operator's MLP_OPERATOR_TRAINING_IMAGE
+    args: tuple[str, ...] = ()
+    service_account_name: str | None = Field(None, alias="serviceAccountName", min_length=1, max_length=253)
+    resources: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+    )
+    env: tuple[EnvVar, ...] = ()
+    timeout: str = "2h"
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _positive_duration(value)
+        return value
+
+    @property
+    def timeout_delta(self) -> timedelta:
+        return parse_duration(self.timeout)
+
+
+RetrainingRollout = Literal["Canary", "ABTest", "Shadow", "None"]
+
+
+class RetrainingSpec(_Model):
+    """The closed loop: open alerts (or a schedule) -> a training Job -> a candidate -> a gated rollout."""
+
+    on_alerts: AlertTrigger | None = Field(default_factory=AlertTrigger, alias="onAlerts")
+    schedule: str | None = None
+    job: TrainingJobSpec = Field(default_factory=TrainingJobSpec)
+    cooldown: str = "1h"
+    max_attempts: int = Field(3, alias="maxAttempts", ge=1, le=20)
+    include_feedback: bool = Field(False, alias="includeFeedback")
+    rollout: RetrainingRollout = "Canary"
+
+    @field_validator("cooldown", "schedule")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            _positive_duration(value)
+        return value
+
+    @property
+    def cooldown_delta(self) -> timedelta:
+        return parse_duration(self.cooldown)
+
+    @property
+    def schedule_delta(self) -> timedelta | None:
+        return parse_duration(self.schedule) if self.schedule else None
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelRef
     predictor: PredictorSpec = Field(default_factory=PredictorSpec)
@@ -209,10 +284,16 @@ class ModelDeploymentSpec(_Model):
     deployment_mode: Literal["RawDeployment", "Serverless"] = Field("RawDeployment", alias="deploymentMode")
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    retraining: RetrainingSpec | None = None
 
     @model_validator(mode="after")
     def _routing(self) -> ModelDeploymentSpec:
         strategy = self.rollout.strategy
+        loop = self.retraining.rollout if self.retraining else "None"
+        if loop == "ABTest" and (self.rollout.ab_test.stickiness is None or self.routing.parent_ref is None):
+            raise ValueError("retraining.rollout ABTest needs rollout.abTest.stickiness and routing.parentRef")
+        if loop in ("ABTest", "Shadow") and self.deployment_mode != "RawDeployment":
+            raise ValueError(f"retraining.rollout {loop} needs deploymentMode RawDeployment")
         if strategy in ("ABTest", "Shadow") and self.deployment_mode != "RawDeployment":
             raise ValueError(f"strategy {strategy} needs deploymentMode RawDeployment")
         if strategy == "ABTest" and self.routing.parent_ref is None:
@@ -241,3 +322,8 @@ def parse_spec(raw: dict[str, Any] | Any) -> ModelDeploymentSpec:
             for err in exc.errors()
         )
         raise DataValidationError(f"invalid ModelDeployment spec: {problems}") from None
+
+
+def with_strategy(spec: ModelDeploymentSpec, strategy: str) -> ModelDeploymentSpec:
+    """The same spec with another rollout strategy: a retraining candidate rolls out under retraining.rollout."""
+    return spec.model_copy(update={"rollout": spec.rollout.model_copy(update={"strategy": strategy})})

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-PHASES = ("Pending", "Deploying", "Progressing", "Paused", "Promoting", "Succeeded", "RolledBack", "Failed")
+
+class Phase(StrEnum):
+    """status.phase: where the deployment stands (the values the CRD's printer column documents)."""
+
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
 HISTORY_LIMIT = 10
 
 
@@ -43,9 +57,74 @@ class Canary:
     strategy: str = "Canary"  # the rollout strategy this candidate runs under (Canary, ABTest, Shadow)
 
 
+class LoopPhase(StrEnum):
+    """status.retraining.phase: where the closed loop (alert -> Job -> candidate -> rollout) stands."""
+
+    IDLE = "Idle"
+    TRAINING = "Training"
+    WAITING = "Waiting"  # a failed attempt, the next one after the cooldown
+    ROLLING_OUT = "RollingOut"
+    GAVE_UP = "GaveUp"
+
+
+@dataclass(frozen=True)
+class Retraining:
+    phase: LoopPhase = LoopPhase.IDLE
+    loop: int = 0
+    attempt: int = 0
+    trigger: str = ""
+    alert_ids: tuple[int, ...] = ()
+    job_name: str | None = None
+    candidate_version: str | None = None
+    candidate_storage_uri: str | None = None
+    outcome: str | None = None
+    message: str = ""
+    started_at: datetime | None = None
+    cooldown_until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase", LoopPhase(self.phase))
+
+
+def _retraining_from(raw: dict[str, Any] | None) -> Retraining | None:
+    if not raw:
+        return None
+    return Retraining(
+        phase=LoopPhase(raw.get("phase") or LoopPhase.IDLE),
+        loop=int(raw.get("loop", 0)),
+        attempt=int(raw.get("attempt", 0)),
+        trigger=raw.get("trigger") or "",
+        alert_ids=tuple(int(i) for i in raw.get("triggerAlertIds") or ()),
+        job_name=raw.get("jobName"),
+        candidate_version=raw.get("candidateVersion"),
+        candidate_storage_uri=raw.get("candidateStorageUri"),
+        outcome=raw.get("outcome"),
+        message=raw.get("message") or "",
+        started_at=parse_time(raw.get("startedAt")),
+        cooldown_until=parse_time(raw.get("cooldownUntil")),
+    )
+
+
+def _retraining_status(r: Retraining) -> dict[str, Any]:
+    return {
+        "phase": r.phase.value,
+        "loop": r.loop,
+        "attempt": r.attempt,
+        "trigger": r.trigger or None,
+        "triggerAlertIds": list(r.alert_ids),
+        "jobName": r.job_name,
+        "candidateVersion": r.candidate_version,
+        "candidateStorageUri": r.candidate_storage_uri,
+        "outcome": r.outcome,
+        "message": r.message,
+        "startedAt": iso(r.started_at) if r.started_at else None,
+        "cooldownUntil": iso(r.cooldown_until) if r.cooldown_until else None,
+    }
+
+
 @dataclass(frozen=True)
 class RolloutState:
-    phase: str = "Pending"
+    phase: Phase = Phase.PENDING
     message: str = ""
     stable: Stable | None = None
     canary: Canary | None = None
@@ -56,6 +135,11 @@ class RolloutState:
     inference_service: str | None = None
     # The last analysis of the current (or last) experiment: kept after it ends, so its verdict stays readable.
     analysis: dict[str, Any] | None = None
+    # The retraining loop (spec.retraining), kept beside the rollout so that every status write carries it.
+    retraining: Retraining | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase", Phase(self.phase))  # a phase given by its name is the same phase
 
     def with_history(self, rollout_id: str, version: str, outcome: str, at: datetime, message: str) -> RolloutState:
         entry = {"rolloutId": rollout_id, "version": version, "outcome": outcome, "at": iso(at), "message": message}
@@ -67,7 +151,7 @@ def from_status(status: dict[str, Any] | None) -> RolloutState:
     stable = status.get("stable") or None
     canary = status.get("canary") or None
     return RolloutState(
-        phase=status.get("phase") or "Pending",
+        phase=Phase(status.get("phase") or Phase.PENDING),
         message=status.get("message") or "",
         stable=Stable(stable["version"], stable.get("storageUri", ""), stable.get("rolloutId", "")) if stable else None,
         canary=_canary_from(canary) if canary and canary.get("version") else None,
@@ -78,6 +162,7 @@ def from_status(status: dict[str, Any] | None) -> RolloutState:
         inference_service=status.get("inferenceService"),
         # Before status.analysis existed the figures lived in status.canary.lastAnalysis.
         analysis=status.get("analysis") or (canary or {}).get("lastAnalysis") or None,
+        retraining=_retraining_from(status.get("retraining")),
     )
 
 
@@ -101,7 +186,8 @@ def _canary_from(raw: dict[str, Any]) -> Canary:
 
 def to_status(state: RolloutState) -> dict[str, Any]:
     """The full status, written as a whole (None values are left out: the schema has no nullable fields)."""
-    return _compact(_status(state))
+    compacted: dict[str, Any] = _compact(_status(state))
+    return compacted
 
 
 def _compact(value: Any) -> Any:
@@ -114,7 +200,7 @@ def _compact(value: Any) -> Any:
 
 def _status(state: RolloutState) -> dict[str, Any]:
     status: dict[str, Any] = {
-        "phase": state.phase,
+        "phase": state.phase.value,
         "message": state.message,
         "rolloutId": state.rollout_id,
         "history": list(state.history),
@@ -128,6 +214,8 @@ def _status(state: RolloutState) -> dict[str, Any]:
         status["inferenceService"] = state.inference_service
     if state.analysis:
         status["analysis"] = state.analysis
+    if state.retraining:
+        status["retraining"] = _retraining_status(state.retraining)
     if state.stable:
         status["stable"] = {
             "version": state.stable.version,

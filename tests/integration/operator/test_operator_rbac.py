@@ -25,13 +25,14 @@ RULES = [
     {
         "apiGroups": ["serving.kserve.io"],
         "resources": ["inferenceservices"],
-        "verbs": ["get", "list", "create", "update", "delete"],
+        "verbs": ["get", "list", "watch", "create", "update", "delete"],
     },
     {
         "apiGroups": ["gateway.networking.k8s.io"],
         "resources": ["httproutes"],
         "verbs": ["get", "list", "create", "update", "delete"],
     },
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
 ]

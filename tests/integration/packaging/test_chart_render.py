@@ -229,8 +229,9 @@ def test_operator_rbac_is_exactly_what_it_needs(helm_template: Render) -> None:
         ("mlpipeline.io", "modeldeployments"): {"get", "list", "watch", "patch"},
         ("mlpipeline.io", "modeldeployments/status"): {"get", "patch"},
         ("mlpipeline.io", "modeldeployments/finalizers"): {"update"},
-        ("serving.kserve.io", "inferenceservices"): {"get", "list", "create", "update", "delete"},
+        ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "create", "update", "delete"},
         ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "create", "update", "delete"},
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
         ("", "events"): {"create"},
         ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
     }

@@ -132,3 +132,54 @@ def test_records_are_upserted_never_duplicated(tmp_path):
     assert retire_all(engine, "ml/sentiment") == 2
     with session_scope(engine) as session:
         assert all(not r.is_active and r.ended_at for r in session.execute(select(ModelDeployment)).scalars())
+
+
+def test_decisions_say_whether_they_touch_the_children_and_how_a_rollout_ended():
+    """What the handlers act on: flags on the decision, not lists of reason names."""
+    state = deployed_v1()
+    deploy = decisions.deploy(RolloutState(), spec_for("1"), 1, T0)
+    assert deploy.children and deploy.outcome is None
+    ready = decisions.became_ready(roundtrip(deploy.state))
+    assert ready.children and ready.outcome == "deployed"  # a first deployment is counted when it serves
+    start = decisions.change_model(state, spec_for("2"), 2, T0)
+    assert start.children and start.outcome is None
+    running = roundtrip(start.state)
+    for kind in ("inconclusive", "fail"):  # figures only: the children stay as they are
+        judged = decisions.judge(running, spec_for("2"), verdict(kind), T0 + timedelta(seconds=1))
+        assert judged.changed and not judged.children and judged.outcome is None
+    promoted = decisions.promote(running, T0, "manual")
+    assert (promoted.children, promoted.outcome) == (True, "promoted")
+    after_promotion = decisions.became_ready(roundtrip(promoted.state))
+    assert after_promotion.children and after_promotion.outcome is None  # counted once, when promoted
+    assert decisions.roll_back(running, T0, "manual").outcome == "rolled_back"
+    assert decisions.change_model(running, spec_for("1"), 3, T0).outcome == "cancelled"
+    assert not decisions.pause(running).children
+    assert not decisions.nothing(state, "x").changed
+
+
+def test_transitions_the_handlers_used_to_build_themselves():
+    state = deployed_v1()
+    again = decisions.reconcile_created(state, spec_for("1"), 1, T0)
+    assert (again.reason, again.children, again.state) == ("Reconciled", True, state)
+    assert decisions.reconcile_created(state, spec_for("2"), 2, T0).reason == "CanaryStarted"
+    assert decisions.reconcile_created(RolloutState(), spec_for("1"), 1, T0).reason == "Deploying"
+    assert decisions.serving_changed(RolloutState()).changed is False
+    assert decisions.serving_changed(state).reason == "ServingUpdated" and decisions.serving_changed(state).children
+    refused = decisions.refuse_model(state, spec_for("2"), "MANIFEST.json missing")
+    assert refused.state.phase == "Failed" and refused.state.stable.version == "1"
+    assert refused.message == "model version 2 refused: MANIFEST.json missing"
+    running = roundtrip(decisions.change_model(state, spec_for("2"), 2, T0).state)
+    waiting = decisions.wait_for_readiness(running, "canary: not Ready")
+    assert waiting.reason == "AnalysisWaiting" and not waiting.children
+    assert decisions.wait_for_readiness(waiting.state, "canary: not Ready").changed is False  # said once
+    observed = decisions.observe_readiness(state, False, "InferenceService not Ready: x")
+    assert (observed.changed, observed.ready, observed.ready_message) == (False, False, "InferenceService not Ready: x")
+    recreated = decisions.recreate(state, "web")
+    assert recreated.children and recreated.reason == "Recreated" and recreated.event_type == "Warning"
+
+
+def test_a_failure_is_said_once():
+    failed = decisions.fail(deployed_v1(), "invalid ModelDeployment spec: spec.model: missing")
+    assert failed.changed and failed.state.phase == "Failed" and not failed.children
+    assert decisions.fail(roundtrip(failed.state), failed.message).changed is False
+    assert decisions.fail(roundtrip(failed.state), "another problem").changed is True

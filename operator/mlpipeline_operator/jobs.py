@@ -1,0 +1,83 @@
+"""Render the retraining loop's batch/v1 Job (pure), and read a Job's end from its status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlpipeline_operator import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, LABEL_ROLE, MANAGER
+from mlpipeline_operator.loop import JobSeen
+from mlpipeline_operator.render import Defaults, Owner, owner_reference
+from mlpipeline_operator.spec import ModelDeploymentSpec
+
+LABEL_LOOP = "mlpipeline.io/retraining-loop"
+ROLE = "retraining"
+
+
+def job_labels(owner: Owner, loop: int) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGER, LABEL_DEPLOYMENT: owner.name, LABEL_ROLE: ROLE, LABEL_LOOP: str(loop)}
+
+
+def render_job(
+    owner: Owner, spec: ModelDeploymentSpec, name: str, loop: int, defaults: Defaults, training_image: str
+) -> dict[str, Any]:
+    """One attempt of the loop: `python -m training_job` with the spec's flags, tagged with the Job's identity
+    (--retraining-job) so the operator finds the version it published in experiment_runs."""
+    retraining = spec.retraining
+    assert retraining is not None
+    job = retraining.job
+    args = [*job.args, "--model-name", spec.model.name, "--retraining-job", f"{owner.namespace}/{name}"]
+    if retraining.include_feedback:
+        args += ["--include-feedback", "--feedback-deployment", owner.deployment_id]
+    database = spec.database_secret_ref.name if spec.database_secret_ref else defaults.database_secret
+    storage = spec.storage_secret_ref.name if spec.storage_secret_ref else defaults.storage_secret
+    container: dict[str, Any] = {
+        "name": "train",
+        "image": job.image or training_image,
+        "args": args,
+        "env": [{"name": e.name, "value": e.value} for e in job.env],
+        "resources": job.resources,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    env_from = [{"secretRef": {"name": s}} for s in dict.fromkeys(x for x in (database, storage) if x)]
+    if env_from:
+        container["envFrom"] = env_from
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if job.service_account_name:
+        pod["serviceAccountName"] = job.service_account_name
+    labels = job_labels(owner, loop)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "backoffLimit": 0,  # the operator retries, after the cooldown, up to maxAttempts
+            "activeDeadlineSeconds": int(job.timeout_delta.total_seconds()),
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
+def job_seen(job: dict[str, Any]) -> JobSeen:
+    """Complete=True -> succeeded; Failed=True -> failed with its reason (DeadlineExceeded: timed out)."""
+    name = str((job.get("metadata") or {}).get("name", ""))
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if str(condition.get("status")) != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return JobSeen(name, "succeeded")
+        if condition.get("type") == "Failed":
+            return JobSeen(name, "failed", str(condition.get("reason") or condition.get("message") or "failed"))
+    return JobSeen(name, "running")

@@ -1,0 +1,67 @@
+"""What the retraining loop reads and writes in the database: open monitoring_alerts of a deployment, the version
+a retraining Job published (experiment_runs, tagged with the Job by the training job) and resolved alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from mlcore.db import ExperimentRun, MonitoringAlert, session_scope
+from mlpipeline_operator.loop import Alert, TrainingResult
+
+# The tag the training job's --retraining-job writes on its experiment_runs row (training_job/challenger.py).
+RETRAINING_TAG = "retraining_job"
+
+
+def open_alerts(engine: Engine, deployment_id: str) -> list[Alert]:
+    """Open alerts of the deployment (one indexed query: ix_monitoring_alerts_open)."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(MonitoringAlert.id, MonitoringAlert.alert_type, MonitoringAlert.severity).where(
+                MonitoringAlert.deployment_id == deployment_id, MonitoringAlert.resolved.is_(False)
+            )
+        ).all()
+    return [Alert(int(i), str(kind), str(severity)) for i, kind, severity in rows]
+
+
+def training_result(engine: Engine, job: str) -> TrainingResult | None:
+    """The finished run of the retraining Job `namespace/name`, if it recorded one."""
+    with session_scope(engine) as session:
+        runs = session.execute(
+            select(ExperimentRun)
+            .where(ExperimentRun.status == "FINISHED", ExperimentRun.parent_run_id.is_(None))
+            .where(ExperimentRun.tags[RETRAINING_TAG].as_string() == job)
+            .order_by(ExperimentRun.id.desc())
+        ).scalars()
+        run = next(iter(runs), None)
+        if run is None or not run.model_version or not run.storage_uri:
+            return None
+        tags: dict[str, Any] = run.tags or {}
+        accuracy = (run.metrics or {}).get("accuracy")
+        return TrainingResult(
+            run.model_version,
+            run.storage_uri,
+            str(tags.get("offered", "")).lower() == "true",
+            str(tags.get("champion_decision") or ""),
+            float(accuracy) if accuracy is not None else None,
+        )
+
+
+def resolve_alerts(engine: Engine, ids: tuple[int, ...], reference: dict[str, Any]) -> int:
+    """Mark the alerts resolved, naming the rollout that fixed them in details.resolvedBy. Returns those changed."""
+    if not ids:
+        return 0
+    now = datetime.now(UTC)
+    changed = 0
+    with session_scope(engine) as session:
+        for alert in session.execute(select(MonitoringAlert).where(MonitoringAlert.id.in_(ids))).scalars():
+            if alert.resolved:
+                continue
+            alert.resolved = True
+            alert.resolved_at = now
+            alert.details = {**(alert.details or {}), "resolvedBy": reference}
+            changed += 1
+    return changed
