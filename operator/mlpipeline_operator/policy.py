@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # render.py imports this module
 # The predictor image's HOME / MLP_HOME / cache live below /tmp (predictor/Dockerfile).
 WRITABLE_DIR = "/tmp"  # noqa: S108 - an emptyDir of the pod's own, not a shared host /tmp
 WRITABLE_VOLUME = "tmp"
+# The predictor image's MLP_CACHE_DIR: where a storage URI's version is downloaded (as the chart's runtime mounts it).
+CACHE_DIR = "/cache"
+CACHE_VOLUME = "cache"
 RUN_AS_USER = 10001
 
 
@@ -71,7 +74,8 @@ def check(spec: ModelDeploymentSpec, config: OperatorConfig, defaults: Defaults)
 
 
 def harden(predictor: dict[str, Any]) -> None:
-    """Pod and container securityContext for the project's predictor container, plus its writable /tmp."""
+    """Pod and container securityContext for the project's predictor container, plus its writable /tmp and /cache
+    (the root filesystem is read-only)."""
     predictor["securityContext"] = {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS_USER,
@@ -79,7 +83,9 @@ def harden(predictor: dict[str, Any]) -> None:
         "fsGroup": RUN_AS_USER,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    predictor.setdefault("volumes", []).append({"name": WRITABLE_VOLUME, "emptyDir": {}})
+    predictor.setdefault("volumes", []).extend(
+        [{"name": WRITABLE_VOLUME, "emptyDir": {}}, {"name": CACHE_VOLUME, "emptyDir": {}}]
+    )
     for container in predictor.get("containers") or []:
         container["securityContext"] = {
             "runAsNonRoot": True,
@@ -87,7 +93,9 @@ def harden(predictor: dict[str, Any]) -> None:
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         }
-        container.setdefault("volumeMounts", []).append({"name": WRITABLE_VOLUME, "mountPath": WRITABLE_DIR})
+        container.setdefault("volumeMounts", []).extend(
+            [{"name": WRITABLE_VOLUME, "mountPath": WRITABLE_DIR}, {"name": CACHE_VOLUME, "mountPath": CACHE_DIR}]
+        )
 
 
 def canary_overdue(state: RolloutState, config: OperatorConfig, now: datetime) -> str | None:

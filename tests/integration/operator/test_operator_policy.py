@@ -75,6 +75,7 @@ def test_allowed_names_run_with_a_hardened_predictor(cluster: Cluster, guarded: 
     }
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {}} in predictor["volumes"]
+    assert {"name": "cache", "mountPath": "/cache"} in container["volumeMounts"]  # where the version is downloaded
 
 
 def test_a_canary_that_never_becomes_ready_is_rolled_back(cluster: Cluster, guarded: OperatorThread) -> None:

@@ -54,7 +54,7 @@ def test_harden_sets_the_restricted_contexts() -> None:
     assert predictor["securityContext"]["runAsNonRoot"] is True  # type: ignore[index]
     (container,) = predictor["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True  # type: ignore[index]
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, {"name": "cache", "mountPath": "/cache"}]
 
 
 def test_canary_deadline() -> None:
