@@ -86,7 +86,6 @@ wait_for() {
   for f in "$RUN"/logs/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done
   die "$what not ready after ${secs}s"
 }
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 etcd_port=$(free_port); peer_port=$(free_port)
 start etcd "$BIN/etcd" --name mlp --data-dir "$RUN/etcd" \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \

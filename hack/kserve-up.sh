@@ -36,7 +36,6 @@ kubectl_ apply -f "$RUN/kserve/inferenceservice-config.yaml" >/dev/null
 certs="$RUN/kserve/tmp/k8s-webhook-server/serving-certs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=kserve-webhook \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$certs/tls.key" -out "$certs/tls.crt" 2>/dev/null
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 probe_port=$(free_port)
 # The manager's webhook server binds all interfaces on --webhook-port; the port is free and nothing calls it.
 ( echo "$BASHPID" > "$MEM_CGROUP/cgroup.procs" 2>/dev/null || true

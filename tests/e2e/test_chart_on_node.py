@@ -29,7 +29,6 @@ import psycopg
 import pytest
 
 from tests.e2e.cluster_support import KUBECONFIG, NODE_IP, Kubectl, cluster_or_skip, unavailable
-from tests.fixtures.kserve import kserve_dir
 from tests.fixtures.models import publish_tiny_model
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.s3 import S3Server
@@ -126,13 +125,7 @@ def release(
     postgres_server: PostgresServer,
     s3_server: S3Server,
 ) -> Iterator[None]:
-    kubectl("apply", "--server-side", "-f", str(kserve_dir() / "crds"))
-    # Right after creation a CRD has no conditions yet, which `kubectl wait` reports as an error: retry briefly.
-    for _ in range(30):
-        established = kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=5s", check=False)
-        if "condition met" in established:
-            break
-        time.sleep(1)
+    # KServe's CRDs are hack/kserve-up.sh's (kserve_controller): the controller runs against them.
     kubectl("create", "namespace", NAMESPACE)
     try:
         host, port = database
