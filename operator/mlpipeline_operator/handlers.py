@@ -33,6 +33,7 @@ from mlpipeline_operator import (
     decisions,
     metrics,
     policy,
+    workloads,
 )
 from mlpipeline_operator.decisions import Decision
 from mlpipeline_operator.modelcheck import model_problem
@@ -172,6 +173,8 @@ def _indexed(readiness: Readiness, namespace: str, name: str) -> tuple[bool, str
 
 
 Lookup = Callable[[str, str], tuple[bool, str]]
+# (namespace, InferenceService, version) -> whether KServe's predictor Deployment has rolled that version out.
+RolloutLookup = Callable[[str, str, str], tuple[bool, str]]
 
 
 def _from_index(readiness: Readiness) -> Lookup:
@@ -182,17 +185,40 @@ def _from_api(runtime: Runtime) -> Lookup:
     return lambda namespace, name: is_ready(runtime.kube.get_inference_service(namespace, name))
 
 
+def _rollouts_from_api(runtime: Runtime) -> RolloutLookup:
+    return lambda namespace, name, version: workloads.serves(
+        runtime.kube.get_predictor_workload(namespace, name), version
+    )
+
+
 def _readiness(
-    lookup: Lookup, namespace: str, name: str, spec: ModelDeploymentSpec, state: RolloutState
+    lookup: Lookup,
+    namespace: str,
+    name: str,
+    spec: ModelDeploymentSpec,
+    state: RolloutState,
+    rollouts: RolloutLookup | None = None,
 ) -> tuple[bool, str]:
-    """Ready when the stable InferenceService (and, in RawDeployment mode, the candidate one) reports Ready."""
-    ready, message = lookup(namespace, name)
-    if ready and state.canary and spec.deployment_mode == "RawDeployment":
+    """Ready when the stable InferenceService (and, in RawDeployment mode, the candidate one) reports Ready; with
+    `rollouts` (RawDeployment), also only once KServe's Deployment of each runs its version on every replica."""
+    raw = spec.deployment_mode == "RawDeployment"
+    stable = state.stable.version if state.stable else ""
+    ready, message = _serving(lookup, rollouts if raw else None, namespace, name, stable)
+    if ready and state.canary and raw:
         candidate = candidate_name(name, state.canary.strategy)
-        canary_ready, canary_message = lookup(namespace, candidate)
+        canary_ready, canary_message = _serving(lookup, rollouts, namespace, candidate, state.canary.version)
         if not canary_ready:
             return False, f"{state.canary.strategy.lower()}: {canary_message}"
     return ready, message
+
+
+def _serving(
+    lookup: Lookup, rollouts: RolloutLookup | None, namespace: str, name: str, version: str
+) -> tuple[bool, str]:
+    ready, message = lookup(namespace, name)
+    if not ready or rollouts is None:
+        return ready, message
+    return rollouts(namespace, name, version)
 
 
 def _runtime(memo: kopf.Memo) -> Runtime:
@@ -283,8 +309,9 @@ def track_readiness(
         ready, message = _readiness(_from_index(inference_service_readiness), namespace, name, spec, state)
         if ready and state.phase in (Phase.DEPLOYING, Phase.PROMOTING):
             # The verdict that ends a rollout is read afresh: the watch may not yet have delivered the
-            # InferenceService just applied (its new generation, not yet observed by KServe).
-            ready, message = _readiness(_from_api(runtime), namespace, name, spec, state)
+            # InferenceService just applied (its new generation, not yet observed by KServe), and KServe's Ready
+            # stays True while its Deployment still rolls the old version out of the way (workloads.py).
+            ready, message = _readiness(_from_api(runtime), namespace, name, spec, state, _rollouts_from_api(runtime))
         return decisions.observe_readiness(state, ready, message)
 
     _act(runtime, namespace, name, "readiness", transition, timer=True)

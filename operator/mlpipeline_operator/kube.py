@@ -1,4 +1,5 @@
-"""Kubernetes API access for the handlers: the ModelDeployment, its InferenceServices and its HTTPRoute."""
+"""Kubernetes API access for the handlers: the ModelDeployment, its InferenceServices (and the predictor Deployment
+KServe makes of one), its HTTPRoute and its training Jobs."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from mlpipeline_operator import (
     VERSION,
 )
 from mlpipeline_operator.render import Desired
+from mlpipeline_operator.workloads import predictor_deployment_name
 
 _CONFLICT_RETRIES = 5
 
@@ -62,6 +64,7 @@ class Kube:
         self.api = api
         self.objects = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
 
     # --- the ModelDeployment ---
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -82,6 +85,13 @@ class Kube:
     def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return _none_if_missing(
             lambda: self.objects.get_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name)
+        )
+
+    def get_predictor_workload(self, namespace: str, inference_service: str) -> dict[str, Any] | None:
+        """KServe's Deployment for an InferenceService's predictor (RawDeployment), as a plain dict."""
+        name = predictor_deployment_name(inference_service)
+        return _none_if_missing(
+            lambda: self.api.sanitize_for_serialization(self.apps.read_namespaced_deployment(name, namespace))
         )
 
     def list_inference_services(self, namespace: str, deployment: str) -> list[dict[str, Any]]:

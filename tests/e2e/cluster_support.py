@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -15,6 +21,7 @@ KUBECONFIG = Path(
 # The node IP is the gateway of the cluster's pod bridge (hack/cluster-env.sh): pods reach the host there.
 NODE_IP = os.environ.get("MLP_NODE_IP", "10.217.0.1")
 POD_PREFIX = os.environ.get("MLP_POD_PREFIX", "10.217.")
+T = TypeVar("T")
 
 
 class Kubectl:
@@ -37,6 +44,21 @@ class Kubectl:
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(argv[:1] + argv[3:])} exited {result.returncode}: {result.stderr.strip()}")
         return result.stdout
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """One object of the namespace, None when it does not exist."""
+        out = self("get", kind, name, "-n", self.namespace, "-o", "json", check=False)
+        return json.loads(out) if out.strip() else None
+
+    def wait(self, what: str, probe: Callable[[], T | None], seconds: float = 420, every: float = 3) -> T:
+        """Poll `probe` until it returns something; fail with the diagnostics when it never does."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = probe()
+            if found is not None:
+                return found
+            time.sleep(every)
+        raise AssertionError(f"{what} not within {seconds:.0f}s\n{self.diagnostics()}")
 
     def diagnostics(self) -> str:
         """What a person would look at first when something is not Ready: objects, events, pods, their logs."""
@@ -65,3 +87,29 @@ def cluster_or_skip(namespace: str) -> Kubectl:
     except (AssertionError, subprocess.TimeoutExpired) as exc:
         unavailable(f"cluster at {KUBECONFIG} not answering: {exc}")
     return kube
+
+
+def condition(body: dict[str, Any] | None, kind: str) -> str | None:
+    """The status ("True"/"False"/"Unknown") of one condition of an object, None when it has none."""
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return next((c.get("status") for c in conditions if c.get("type") == kind), None)
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - an http:// URL the caller built from a Service
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return dict(json.loads(response.read()))
+
+
+def post_when_routed(url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """post_json, or None while the Service refuses the connection: a pod reported Ready reaches kube-proxy's
+    rules through the EndpointSlice controller a moment later, so the first requests can meet a Service with no
+    endpoint yet (kube-proxy rejects those). Any other failure raises."""
+    try:
+        return post_json(url, body)
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return None
+        raise

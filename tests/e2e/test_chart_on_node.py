@@ -1,14 +1,24 @@
-"""The chart on the single-node cluster of hack/cluster-up.sh, with the operator and predictor from their built
-images and KServe's real controller (hack/kserve-up.sh, Standard mode): `helm install --wait` succeeds with the
-operator pod Running and Ready; the operator, in its pod, reaches Postgres and migrates the schema; a ModelDeployment
-of a version published to S3 becomes an InferenceService that KServe's CRD schema (v0.20.0) admits with the
-operator's fields intact; KServe turns it into a Deployment and Service; the predictor pod fetches the version
-itself (manifest-checked), becomes Ready, answers the v2 protocol through the Service, and logs the prediction to
-Postgres with the deployment's identity; the ModelDeployment reports the version as serving.
+"""The chart on the single-node cluster of hack/cluster-up.sh, with the operator, predictor and drift job from their
+built images and KServe's real controller (hack/kserve-up.sh, Standard mode), in the order a user meets them:
+
+1. `helm install --wait` succeeds with the operator pod Running and Ready, and the operator, in its pod, reaches
+   Postgres and migrates the schema;
+2. a ModelDeployment of a version published to S3 becomes an InferenceService that KServe's CRD schema (v0.20.0)
+   admits with the operator's fields intact;
+3. KServe turns it into a Deployment and Service; the predictor pod fetches the version itself (manifest-checked),
+   becomes Ready, answers the v2 protocol through the Service and logs the prediction to Postgres with the
+   deployment's identity; the ModelDeployment reports the version as serving;
+4. a second version rolls out as a canary (a second InferenceService KServe serves beside the first), the operator
+   analyses both arms from the prediction logs the two pods wrote, steps through the weights and promotes it;
+5. a third version whose published files do not match its manifest is refused with a clear condition, and the
+   promoted version keeps serving;
+6. the drift CronJob, started by hand (`kubectl create job --from=cronjob/...`), analyses the logged window against
+   the version's reference sample and writes its run.
 
 Postgres and MinIO are the tests' own throwaway servers (loopback), reached by the pods through forwarders on the
-node IP. Needs the cluster, KServe's controller, `ml-pipeline/{operator,predictor}:0.1.0` loaded into it and socat;
-skips without them (fails under MLP_E2E_REQUIRED=1, as in .ci/run).
+node IP. The tests share one release and run in file order. Needs the cluster, KServe's controller,
+`ml-pipeline/{operator,predictor,drift-cronjob}:0.1.0` loaded into it and socat; skips without them (fails under
+MLP_E2E_REQUIRED=1, as in .ci/run).
 """
 
 from __future__ import annotations
@@ -20,15 +30,22 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.e2e.cluster_support import KUBECONFIG, NODE_IP, Kubectl, cluster_or_skip, unavailable
+from tests.e2e.cluster_support import (
+    KUBECONFIG,
+    NODE_IP,
+    Kubectl,
+    cluster_or_skip,
+    condition,
+    post_when_routed,
+    unavailable,
+)
 from tests.fixtures.models import publish_tiny_model
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.s3 import S3Server
@@ -43,7 +60,7 @@ DATABASE = "mlpipeline"
 TAG = "0.1.0"
 BUCKET = "mlpipeline"
 MODEL_URI = f"s3://{BUCKET}/models/sentiment/1"
-T = TypeVar("T")
+TEXTS = ("A fine film.", "Dull and far too long.", "I loved every minute.", "A waste of an evening.")
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +109,9 @@ def database(postgres_server: PostgresServer) -> Iterator[tuple[str, int]]:
         postgres_server.drop_database(DATABASE)
 
 
-@pytest.fixture(scope="module")
-def object_store(s3_server: S3Server) -> Iterator[str]:
-    """The test MinIO with a tiny model published at MODEL_URI (manifest last); yields the pods' endpoint URL."""
-    s3_server.make_bucket(BUCKET)
+@contextlib.contextmanager
+def s3_environment(s3_server: S3Server) -> Iterator[None]:
+    """The test MinIO as the core storage's S3 (publishing goes through mlcore, as the training job's does)."""
     env = {
         "S3_ENDPOINT_URL": s3_server.endpoint_url,
         "AWS_ACCESS_KEY_ID": s3_server.access_key,
@@ -105,13 +121,27 @@ def object_store(s3_server: S3Server) -> Iterator[str]:
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        assert publish_tiny_model(f"s3://{BUCKET}", "sentiment", "1") == MODEL_URI
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def publish(s3_server: S3Server, version: str) -> str:
+    """A tiny model published as `version` (manifest last); its URI. Every version has the same seeded weights,
+    so a healthy candidate predicts what the stable model does."""
+    with s3_environment(s3_server):
+        return publish_tiny_model(f"s3://{BUCKET}", "sentiment", version)
+
+
+@pytest.fixture(scope="module")
+def object_store(s3_server: S3Server) -> Iterator[str]:
+    """The test MinIO with version 1 published at MODEL_URI; yields the pods' endpoint URL."""
+    s3_server.make_bucket(BUCKET)
+    assert publish(s3_server, "1") == MODEL_URI
     with node_forwarder(s3_server.port) as port:
         yield f"http://{NODE_IP}:{port}"
 
@@ -149,6 +179,10 @@ def release(
             "config.s3EndpointUrl": object_store,
             "config.s3Bucket": BUCKET,
             "operator.resources.limits.memory": "1Gi",
+            # The drift job, started by hand below: any few rows make a window, and it may end at "now".
+            "drift.env.DRIFT_MIN_ROWS": "8",
+            "drift.env.DRIFT_WINDOW_DELAY_S": "0",
+            "drift.resources.requests.cpu": "100m",
         }
         sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
         sets += ["--set", f"config.dbPort={port}"]  # an integer in the chart's schema
@@ -207,83 +241,193 @@ def test_modeldeployment_becomes_an_inferenceservice_kserve_admits(kubectl: Kube
     assert predictor["labels"]["mlpipeline.io/role"] == "stable", predictor
 
 
-def _wait(what: str, kubectl: Kubectl, probe: Callable[[], T | None], seconds: float = 420) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found is not None:
-            return found
-        time.sleep(3)
-    raise AssertionError(f"{what} not within {seconds:.0f}s\n{kubectl.diagnostics()}")
+def _infer_url(kubectl: Kubectl, isvc: str) -> str:
+    """The v2 infer URL of an InferenceService's predictor Service (kube-proxy routes its ClusterIP from the host)."""
+    service = kubectl.get("service", f"{isvc}-predictor")
+    assert service is not None, kubectl.diagnostics()
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/v2/models/sentiment/infer"
 
 
-def _get(kubectl: Kubectl, kind: str, name: str) -> dict[str, Any] | None:
-    out = kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json", check=False)
-    return json.loads(out) if out.strip() else None
+def _request(request_id: str, text: str) -> dict[str, Any]:
+    return {"id": request_id, "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
 
 
-def _condition(body: dict[str, Any] | None, kind: str) -> str | None:
-    conditions = ((body or {}).get("status") or {}).get("conditions") or []
-    return next((c.get("status") for c in conditions if c.get("type") == kind), None)
+def _ready(kubectl: Kubectl, isvc: str) -> dict[str, Any] | None:
+    body = kubectl.get("inferenceservices.serving.kserve.io", isvc)
+    return body if condition(body, "Ready") == "True" else None
+
+
+def _phase(kubectl: Kubectl, wanted: str, stable: str) -> dict[str, Any] | None:
+    body = kubectl.get("modeldeployments", "sentiment")
+    status = (body or {}).get("status") or {}
+    return body if status.get("phase") == wanted and (status.get("stable") or {}).get("version") == stable else None
+
+
+def _logged(postgres_server: PostgresServer, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(postgres_server.libpq_url(DATABASE)) as conn:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 
 def test_kserve_reconciles_it_into_a_predictor_that_serves_and_logs(
     kubectl: Kubectl, release: None, postgres_server: PostgresServer
 ) -> None:
     # Runs after the test above created the ModelDeployment (pytest keeps file order).
-    deployment = _wait(
-        "KServe's Deployment for the InferenceService",
-        kubectl,
-        lambda: _get(kubectl, "deployment", "sentiment-predictor"),
+    deployment = kubectl.wait(
+        "KServe's Deployment for the InferenceService", lambda: kubectl.get("deployment", "sentiment-predictor")
     )
     owners = {(o["kind"], o["name"]) for o in deployment["metadata"].get("ownerReferences", [])}
     assert ("InferenceService", "sentiment") in owners, deployment["metadata"]
-    _wait(
+    kubectl.wait(
         "the predictor Deployment available",
-        kubectl,
-        lambda: True if _condition(_get(kubectl, "deployment", "sentiment-predictor"), "Available") == "True" else None,
+        lambda: True if condition(kubectl.get("deployment", "sentiment-predictor"), "Available") == "True" else None,
     )
-
-    def isvc_ready() -> dict[str, Any] | None:
-        body = _get(kubectl, "inferenceservices.serving.kserve.io", "sentiment")
-        return body if _condition(body, "Ready") == "True" else None
-
-    isvc = _wait("KServe reporting the InferenceService Ready", kubectl, isvc_ready, seconds=120)
+    isvc = kubectl.wait("KServe reporting the InferenceService Ready", lambda: _ready(kubectl, "sentiment"), 120)
     assert isvc["status"].get("components", {}).get("predictor") is not None, isvc["status"]
 
-    # The v2 protocol through KServe's Service (kube-proxy routes the ClusterIP from the host too).
-    service = _get(kubectl, "service", "sentiment-predictor")
-    assert service is not None, kubectl.diagnostics()
-    port = service["spec"]["ports"][0]["port"]
-    url = f"http://{service['spec']['clusterIP']}:{port}/v2/models/sentiment/infer"
-    request = {"id": "e2e-1", "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["A fine film."]}]}
-    reply = _post_json(url, request)
+    # The v2 protocol through KServe's Service.
+    url = _infer_url(kubectl, "sentiment")
+    reply = kubectl.wait(
+        "the Service routing to the predictor", lambda: post_when_routed(url, _request("e2e-1", TEXTS[0])), 60, 1
+    )
     assert reply["model_name"] == "sentiment" and reply["id"] == "e2e-1", reply
     outputs = {o["name"]: o for o in reply["outputs"]}
     assert outputs["label"]["data"][0] in ("negative", "positive"), reply
 
     # Logged off the request path, with the identity the operator gave the pod.
-    def logged() -> tuple[str, str, str] | None:
-        with psycopg.connect(postgres_server.libpq_url(DATABASE)) as conn:
-            row = conn.execute(
-                "SELECT deployment_id, role, model_version FROM prediction_logs WHERE request_id = %s",
-                ("e2e-1",),
-            ).fetchone()
-        return (str(row[0]), str(row[1]), str(row[2])) if row else None
+    sql = "SELECT deployment_id, role, model_version FROM prediction_logs WHERE request_id = %s"
+    rows = kubectl.wait("the prediction's log row", lambda: _logged(postgres_server, sql, "e2e-1") or None, 60)
+    assert [tuple(map(str, row)) for row in rows] == [(f"{NAMESPACE}/sentiment", "stable", "1")]
 
-    assert _wait("the prediction's log row", kubectl, logged, seconds=60) == (f"{NAMESPACE}/sentiment", "stable", "1")
-
-    def succeeded() -> dict[str, Any] | None:
-        body = _get(kubectl, "modeldeployments", "sentiment")
-        return body if body and (body.get("status") or {}).get("phase") == "Succeeded" else None
-
-    md = _wait("the ModelDeployment to report version 1 serving", kubectl, succeeded, seconds=120)
-    assert _condition(md, "Ready") == "True" and md["status"]["stable"]["version"] == "1", md["status"]
+    md = kubectl.wait("the ModelDeployment reporting version 1 serving", lambda: _phase(kubectl, "Succeeded", "1"), 120)
+    assert condition(md, "Ready") == "True", md["status"]
 
 
-def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 - an http:// URL this test built from the Service
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+def test_a_second_version_rolls_out_as_a_canary_and_is_promoted(
+    kubectl: Kubectl, release: None, postgres_server: PostgresServer, s3_server: S3Server
+) -> None:
+    uri = publish(s3_server, "2")
+    # Small gates for a few dozen requests: absolute error and latency limits, no latency ratio or label test
+    # (both would stay inconclusive on this few); every version has the same weights, so labels cannot shift.
+    rollout = {
+        "strategy": "Canary",
+        "steps": [50, 100],
+        "interval": "10s",
+        "maxFailedChecks": 3,
+        "analysis": {
+            "window": "10m",
+            "minRequests": 12,
+            "maxErrorRate": 0.05,
+            "maxLatencyP95Ms": 5000,
+            "maxLatencyRatio": 100,
+            "labelTest": "Off",
+        },
+    }
+    patch = {"spec": {"model": {"name": "sentiment", "version": "2", "storageUri": uri}, "rollout": rollout}}
+    kubectl("patch", "modeldeployments", "sentiment", "-n", NAMESPACE, "--type", "merge", "-p", json.dumps(patch))
+
+    canary = kubectl.wait("KServe reporting the canary Ready", lambda: _ready(kubectl, "sentiment-canary"))
+    assert canary["metadata"]["labels"]["mlpipeline.io/role"] == "canary", canary["metadata"]
+    # No Gateway on this node, so the client splits: each round sends the same texts to both Services, and the
+    # operator reads both arms from the rows the two pods log.
+    services = {"stable": "sentiment", "canary": "sentiment-canary"}
+    urls = {role: _infer_url(kubectl, isvc) for role, isvc in services.items()}
+    sent = 0
+
+    def promoted() -> dict[str, Any] | None:
+        nonlocal sent
+        body = _phase(kubectl, "Succeeded", "2")
+        if body is not None or kubectl.get("inferenceservices.serving.kserve.io", "sentiment-canary") is None:
+            return body  # promoted, or promoting: the canary's InferenceService goes first
+        for role, url in urls.items():
+            for text in TEXTS:
+                sent += 1
+                post_when_routed(url, _request(f"e2e-{role}-{sent}", text))
+        return None
+
+    kubectl.wait("the operator promoting the canary", lambda: promoted() or _phase(kubectl, "Promoting", "2"), 420, 2)
+    md = kubectl.wait("the ModelDeployment reporting version 2 serving", lambda: _phase(kubectl, "Succeeded", "2"), 300)
+    status = md["status"]
+    assert condition(md, "Ready") == "True" and not status.get("canary"), status
+    history = [(h.get("version"), h.get("outcome")) for h in status.get("history", [])]
+    assert ("2", "promoted") in history, status
+    arms = _logged(
+        postgres_server,
+        "SELECT role, model_version, count(*) FROM prediction_logs WHERE deployment_id = %s AND model_version = '2'"
+        " GROUP BY role, model_version",
+        f"{NAMESPACE}/sentiment",
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        return dict(json.loads(response.read()))
+    assert ("canary", "2") in {(str(r), str(v)) for r, v, _ in arms}, arms
+    # The candidate's InferenceService is gone and the stable one now serves version 2, logged as stable.
+    kubectl.wait(
+        "the canary InferenceService removed",
+        lambda: True if kubectl.get("inferenceservices.serving.kserve.io", "sentiment-canary") is None else None,
+        120,
+    )
+    stable = kubectl.wait("the stable InferenceService Ready on version 2", lambda: _ready(kubectl, "sentiment"), 300)
+    assert stable["metadata"]["annotations"]["mlpipeline.io/model-version"] == "2", stable["metadata"]
+    kubectl.wait(
+        "the promoted predictor answering", lambda: post_when_routed(urls["stable"], _request("e2e-2", TEXTS[1])), 60, 1
+    )
+    sql = "SELECT role, model_version FROM prediction_logs WHERE request_id = %s"
+    rows = kubectl.wait("the promoted version's log row", lambda: _logged(postgres_server, sql, "e2e-2") or None, 60)
+    assert [tuple(map(str, row)) for row in rows] == [("stable", "2")]
+
+
+def test_a_version_that_does_not_match_its_manifest_is_refused(
+    kubectl: Kubectl, release: None, postgres_server: PostgresServer, s3_server: S3Server
+) -> None:
+    from mlcore.storage import join_key, open_storage
+
+    uri = publish(s3_server, "3")
+    with s3_environment(s3_server):
+        # A file overwritten after publishing (a partial re-upload): the manifest no longer describes it.
+        open_storage(f"s3://{BUCKET}").put_bytes(join_key("models", "sentiment", "3", "config.json"), b"{}")
+    patch = {"spec": {"model": {"name": "sentiment", "version": "3", "storageUri": uri}}}
+    kubectl("patch", "modeldeployments", "sentiment", "-n", NAMESPACE, "--type", "merge", "-p", json.dumps(patch))
+
+    md = kubectl.wait("the operator refusing version 3", lambda: _phase(kubectl, "Failed", "2"), 120, 2)
+    message = md["status"].get("message", "")
+    assert "version 3 refused" in message and "config.json" in message and "manifest" in message, md["status"]
+    # Nothing was created for it, and version 2 keeps serving.
+    assert kubectl.get("inferenceservices.serving.kserve.io", "sentiment-canary") is None, kubectl.diagnostics()
+    stable = kubectl.get("inferenceservices.serving.kserve.io", "sentiment")
+    assert stable is not None and stable["metadata"]["annotations"]["mlpipeline.io/model-version"] == "2", stable
+    events = kubectl("get", "events", "-n", NAMESPACE, "--field-selector", "involvedObject.kind=ModelDeployment")
+    assert "refused" in events, events
+    url = _infer_url(kubectl, "sentiment")
+    reply = kubectl.wait("version 2 answering", lambda: post_when_routed(url, _request("e2e-3", TEXTS[2])), 60, 1)
+    assert reply["id"] == "e2e-3", reply
+
+
+def test_the_drift_cronjob_run_by_hand_analyses_the_logged_window(
+    kubectl: Kubectl, release: None, postgres_server: PostgresServer
+) -> None:
+    # Enough rows of the serving version in the window for a run (the chart's DRIFT_MIN_ROWS above).
+    url = _infer_url(kubectl, "sentiment")
+    for i in range(12):
+        kubectl.wait(
+            "version 2 answering", lambda i=i: post_when_routed(url, _request(f"e2e-d{i}", TEXTS[i % 4])), 60, 1
+        )
+    cronjobs = json.loads(
+        kubectl("get", "cronjobs", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=drift", "-o", "json")
+    )["items"]
+    assert len(cronjobs) == 1, cronjobs
+    cronjob = cronjobs[0]["metadata"]["name"]
+    kubectl("create", "job", "drift-e2e", f"--from=cronjob/{cronjob}", "-n", NAMESPACE)
+
+    def finished() -> dict[str, Any] | None:
+        job = kubectl.get("job", "drift-e2e")
+        done = {c["type"] for c in ((job or {}).get("status") or {}).get("conditions", []) if c["status"] == "True"}
+        return job if done & {"Complete", "Failed"} else None
+
+    job = kubectl.wait("the drift Job finishing", finished, 420)
+    assert condition(job, "Complete") == "True", kubectl.diagnostics()
+    runs = _logged(
+        postgres_server,
+        "SELECT model_version, status, reason, rows, drift_share FROM drift_runs WHERE deployment_id = %s",
+        f"{NAMESPACE}/sentiment",
+    )
+    by_version = {str(run[0]): run for run in runs}
+    assert "2" in by_version, runs
+    _, status, _, rows, share = by_version["2"]
+    assert status == "success" and rows >= 8 and share is not None, by_version["2"]

@@ -13,36 +13,17 @@ from sqlalchemy.engine import Engine
 
 from mlpipeline_operator.config import OperatorConfig
 from tests.fixtures.operator_harness import Cluster, OperatorThread, log_predictions, model_deployment, wait_for
+from tests.fixtures.operator_rbac import NAMESPACED_RULES
 from tests.fixtures.services import KubeApiServer
 
 pytestmark = pytest.mark.k8s
-
-# The operator's rules (namespace scope). Keep in step with the chart's templates/operator/rbac.yaml.
-RULES = [
-    {"apiGroups": ["mlpipeline.io"], "resources": ["modeldeployments"], "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["mlpipeline.io"], "resources": ["modeldeployments/status"], "verbs": ["get", "patch"]},
-    {"apiGroups": ["mlpipeline.io"], "resources": ["modeldeployments/finalizers"], "verbs": ["update"]},
-    {
-        "apiGroups": ["serving.kserve.io"],
-        "resources": ["inferenceservices"],
-        "verbs": ["get", "list", "watch", "create", "update", "delete"],
-    },
-    {
-        "apiGroups": ["gateway.networking.k8s.io"],
-        "resources": ["httproutes"],
-        "verbs": ["get", "list", "create", "update", "delete"],
-    },
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
-]
 
 
 def service_account_kubeconfig(kube: KubeApiServer, api: client.ApiClient, namespace: str, path: Path) -> Path:
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "operator"}})
     subject = [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}]
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "operator"}, "rules": RULES})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "operator"}, "rules": NAMESPACED_RULES})
     rbac.create_namespaced_role_binding(
         namespace,
         {

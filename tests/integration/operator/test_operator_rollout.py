@@ -121,6 +121,19 @@ def test_healthy_canary_advances_and_is_promoted(cluster: Cluster, operator: Ope
     assert status["history"][-1]["outcome"] == "promoted"
     stable = cluster.isvc("m")
     assert env(stable["spec"]["predictor"]["containers"][0])["MODEL_VERSION"] == "2"
+    # KServe says Ready while its Deployment still runs version 1 (a rolling update): the promotion is not over,
+    # and the canary, which serves version 2, stays.
+    cluster.make_ready("m", rolled_out=False)
+
+    def ready_message() -> str:
+        conditions = {c["type"]: c for c in cluster.status("m").get("conditions", [])}
+        return str(conditions.get("Ready", {}).get("message", ""))
+
+    waiting = wait_for(
+        lambda: "still made with version 1" in ready_message() and ready_message(),
+        "the promotion waiting for KServe's Deployment",
+    )
+    assert cluster.status("m")["phase"] == "Promoting" and cluster.isvc("m-canary") is not None, waiting
     cluster.make_ready("m")
     cluster.wait_phase("m", "Succeeded")
     wait_for(lambda: cluster.isvc_names() == ["m"], "canary InferenceService removed")

@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.fixtures.operator_rbac import NAMESPACED_RULES, as_sets
 from tests.integration.packaging.chart_support import (
     CHART,
     REPO,
@@ -225,16 +226,7 @@ def test_operator_rbac_is_exactly_what_it_needs(helm_template: Render) -> None:
     objects = helm_template(None)
     role = next(o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "ml-pipeline-operator")
     rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    assert rules == {
-        ("mlpipeline.io", "modeldeployments"): {"get", "list", "watch", "patch"},
-        ("mlpipeline.io", "modeldeployments/status"): {"get", "patch"},
-        ("mlpipeline.io", "modeldeployments/finalizers"): {"update"},
-        ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "create", "update", "delete"},
-        ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "create", "update", "delete"},
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-        ("", "events"): {"create"},
-        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    }
+    assert rules == as_sets(NAMESPACED_RULES, cluster=True)
     crds = next(o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-crds"))
     assert crds["rules"] == [
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]}
