@@ -90,15 +90,8 @@ def _commit(
     if decision.create_job and r.job_name:
         job = render_job(owner, spec, r.job_name, r.loop, runtime.defaults, runtime.config.training_image)
         runtime.kube.create_job(job)
-    new_state = replace(state, retraining=r)
-    if decision.changed or state.retraining is None:
-        # The status first: the model-change handler reads status.retraining to roll the candidate out under
-        # retraining.rollout (and status is what a restarted operator continues from).
-        new_state = replace(new_state, conditions=decisions.conditions(new_state, None, "", now()))
-        runtime.kube.write_status(namespace, name, to_status(new_state))
-    if decision.offer and r.candidate_version and spec.model.version != r.candidate_version:
-        patch = {"spec": {"model": {"version": r.candidate_version, "storageUri": r.candidate_storage_uri}}}
-        runtime.kube.objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+    # Rows and alerts before the status (both idempotent): a crash after them re-runs the same decision, while a
+    # status written first would end the loop with its last record and the alerts' resolution never written.
     if decision.resolve_alerts:
         reference = {
             "deployment": owner.deployment_id,
@@ -110,6 +103,15 @@ def _commit(
         resolve_alerts(runtime.engine, decision.resolve_alerts, reference)
     if decision.records:
         record(runtime.engine, owner.deployment_id, namespace, spec.model.name, decision.records)
+    new_state = replace(state, retraining=r)
+    if decision.changed or state.retraining is None:
+        # The status before the offer: the model-change handler reads status.retraining to roll the candidate out
+        # under retraining.rollout (and status is what a restarted operator continues from).
+        new_state = replace(new_state, conditions=decisions.conditions(new_state, None, "", now()))
+        runtime.kube.write_status(namespace, name, to_status(new_state))
+    if decision.offer and r.candidate_version and spec.model.version != r.candidate_version:
+        patch = {"spec": {"model": {"version": r.candidate_version, "storageUri": r.candidate_storage_uri}}}
+        runtime.kube.objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
     if decision.changed:
         kopf.event(cast(Any, body), type=decision.event_type, reason=decision.reason, message=decision.message)
         metrics.DECISIONS.labels(decision.reason).inc()
