@@ -39,7 +39,7 @@ from mlpipeline_operator.decisions import Decision
 from mlpipeline_operator.modelcheck import model_problem
 from mlpipeline_operator.records import record, retire_all
 from mlpipeline_operator.render import Owner, ServedModel, canary_name, candidate_name, is_ready, render
-from mlpipeline_operator.runtime import Runtime
+from mlpipeline_operator.runtime import Runtime, as_handler
 from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec, with_strategy
 from mlpipeline_operator.state import LoopPhase, Phase, RolloutState, from_status, to_status
 from mlpipeline_operator.strategies import measure
@@ -413,31 +413,26 @@ def deployed(status: Any, **_: Any) -> bool:
     return bool((status or {}).get("stable"))
 
 
-def _handler(fn: Callable[..., Any]) -> Any:
-    """kopf's handler protocols name every keyword; ours take the few they use (and **_): same at run time."""
-    return fn
-
-
 def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
     """Attach every handler to `registry` (explicit, so tests can run several operators one after another)."""
     resource = (GROUP, VERSION, PLURAL)
     kopf.index(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels={LABEL_MANAGED_BY: MANAGER}, registry=registry)(
-        _handler(inference_service_readiness)
+        as_handler(inference_service_readiness)
     )
-    kopf.on.create(*resource, registry=registry)(_handler(create_inference_service))
-    kopf.on.update(*resource, field="spec.model", registry=registry)(_handler(start_rollout_on_model_change))
-    kopf.on.update(*resource, field="spec", registry=registry)(_handler(apply_serving_changes))
+    kopf.on.create(*resource, registry=registry)(as_handler(create_inference_service))
+    kopf.on.update(*resource, field="spec.model", registry=registry)(as_handler(start_rollout_on_model_change))
+    kopf.on.update(*resource, field="spec", registry=registry)(as_handler(apply_serving_changes))
     # No `when=` filters: kopf stops a filtered timer on a transient mismatch and restarts it only after a
     # long cancellation poll; the timers check the cached phase themselves instead.
-    kopf.timer(*resource, interval=tick_seconds, registry=registry)(_handler(track_readiness))
-    kopf.timer(*resource, interval=tick_seconds, registry=registry)(_handler(analyse_canary))
+    kopf.timer(*resource, interval=tick_seconds, registry=registry)(as_handler(track_readiness))
+    kopf.timer(*resource, interval=tick_seconds, registry=registry)(as_handler(analyse_canary))
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_PROMOTE], registry=registry)(
-        _handler(promote_on_request)
+        as_handler(promote_on_request)
     )
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_ROLLBACK], registry=registry)(
-        _handler(roll_back_on_request)
+        as_handler(roll_back_on_request)
     )
     kopf.on.field(*resource, field=["metadata", "annotations", ANNOTATION_PAUSED], registry=registry)(
-        _handler(pause_or_resume_on_request)
+        as_handler(pause_or_resume_on_request)
     )
-    kopf.on.delete(*resource, registry=registry)(_handler(delete_children_and_retire_rows))
+    kopf.on.delete(*resource, registry=registry)(as_handler(delete_children_and_retire_rows))

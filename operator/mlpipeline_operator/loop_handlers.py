@@ -24,13 +24,12 @@ import kopf
 from mlcore.errors import DatabaseError, DataValidationError
 from mlpipeline_operator import GROUP, LABEL_MANAGED_BY, LABEL_ROLE, MANAGER, PLURAL, VERSION, decisions, loop, metrics
 from mlpipeline_operator.config import OperatorConfig
-from mlpipeline_operator.handlers import _handler
 from mlpipeline_operator.jobs import ROLE, job_seen, render_job
 from mlpipeline_operator.loop import JobSeen, LoopDecision
 from mlpipeline_operator.loop_records import open_alerts, resolve_alerts, training_result
 from mlpipeline_operator.records import record
 from mlpipeline_operator.render import Owner
-from mlpipeline_operator.runtime import Runtime
+from mlpipeline_operator.runtime import Runtime, as_handler
 from mlpipeline_operator.spec import ModelDeploymentSpec, parse_spec
 from mlpipeline_operator.state import LoopPhase, Retraining, RolloutState, from_status, parse_time, to_status
 
@@ -160,7 +159,7 @@ def follow_retraining(
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     resource = (GROUP, VERSION, PLURAL)
     kopf.index("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGER, LABEL_ROLE: ROLE}, registry=registry)(
-        _handler(retraining_jobs)
+        as_handler(retraining_jobs)
     )
-    kopf.timer(*resource, interval=config.alert_poll_seconds, registry=registry)(_handler(start_retraining_on_alerts))
-    kopf.timer(*resource, interval=config.tick_seconds, registry=registry)(_handler(follow_retraining))
+    kopf.timer(*resource, interval=config.alert_poll_seconds, registry=registry)(as_handler(start_retraining_on_alerts))
+    kopf.timer(*resource, interval=config.tick_seconds, registry=registry)(as_handler(follow_retraining))

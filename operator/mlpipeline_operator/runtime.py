@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -34,3 +35,9 @@ class Runtime:
     def forget(self, key: str) -> None:
         with self._guard:
             self._locks.pop(key, None)
+
+
+def as_handler(fn: Callable[..., Any]) -> Any:
+    """A handler for kopf's registration decorators. kopf's handler protocols name every keyword; ours take the few
+    they use (and **_), the same at run time: this is where that typing gap is bridged, for every handler module."""
+    return fn
