@@ -71,13 +71,20 @@ def render_job(
 
 
 def job_seen(job: dict[str, Any]) -> JobSeen:
-    """Complete=True -> succeeded; Failed=True -> failed with its reason (DeadlineExceeded: timed out)."""
-    name = str((job.get("metadata") or {}).get("name", ""))
+    """Complete=True -> succeeded; Failed=True -> failed with its reason (DeadlineExceeded: timed out); with the
+    Job's owners, so that the loop follows only a Job its ModelDeployment owns."""
+    metadata = job.get("metadata") or {}
+    name = str(metadata.get("name", ""))
+    owners = tuple(
+        (str(o.get("kind", "")), str(o.get("name", "")), str(o.get("uid", "")))
+        for o in metadata.get("ownerReferences") or []
+    )
     for condition in (job.get("status") or {}).get("conditions") or []:
         if str(condition.get("status")) != "True":
             continue
         if condition.get("type") == "Complete":
-            return JobSeen(name, "succeeded")
+            return JobSeen(name, "succeeded", owners=owners)
         if condition.get("type") == "Failed":
-            return JobSeen(name, "failed", str(condition.get("reason") or condition.get("message") or "failed"))
-    return JobSeen(name, "running")
+            reason = str(condition.get("reason") or condition.get("message") or "failed")
+            return JobSeen(name, "failed", reason, owners=owners)
+    return JobSeen(name, "running", owners=owners)

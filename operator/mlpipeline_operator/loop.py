@@ -5,7 +5,8 @@ Idle --(open matching alerts or the schedule, no rollout running, cooldown over)
 Training --Job failed--> Waiting (cooldown) --> Training (attempt + 1) ... --> GaveUp after maxAttempts
 Training --Job succeeded, challenger worse than the champion--> Idle (outcome not_offered, cooldown)
 Training --Job succeeded, candidate offered--> RollingOut (spec.model moved to the candidate) --> Idle with outcome
-promoted (trigger alerts resolved) or rolled_back (alerts stay open, cooldown).
+promoted (the alerts it answers resolved: see `Resolution`) or rolled_back (alerts stay open, cooldown).
+Training --a Job of that name exists that this ModelDeployment does not own--> a failed attempt (never adopted).
 Alerts arriving while a loop runs start nothing: only Idle starts a loop.
 """
 
@@ -32,11 +33,18 @@ class Alert:
 
 @dataclass(frozen=True)
 class JobSeen:
-    """A training Job as the watch (or a GET) saw it."""
+    """A training Job as the watch (or a GET) saw it; `owners`: its ownerReferences as (kind, name, uid)."""
 
     name: str
     result: Literal["running", "succeeded", "failed"]
     reason: str = ""
+    owners: tuple[tuple[str, str, str], ...] = ()
+
+    def owned_by(self, uid: str) -> bool:
+        return any(owner_uid == uid for _, _, owner_uid in self.owners)
+
+    def owner_text(self) -> str:
+        return ", ".join(f"{kind} {name} (uid {uid})" for kind, name, uid in self.owners) or "no owner"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,21 @@ class TrainingResult:
 
 
 @dataclass(frozen=True)
+class Resolution:
+    """The open alerts a promotion answers: the trigger alerts, and every other open alert of the deployment of a
+    kind the loop handles, raised before the loop saw the promotion complete (`before`), that does not name the
+    promoted version. Those raised while the loop ran are about the model it replaced, which no longer serves: the
+    drift job checks serving versions only, so left open they would never clear and would start the next loop.
+    One about the candidate itself (raised during its canary) stays open: it is about the model that now serves,
+    and the drift job resolves it when it clears."""
+
+    trigger_ids: tuple[int, ...]
+    kinds: tuple[str, ...]
+    promoted_version: str
+    before: datetime
+
+
+@dataclass(frozen=True)
 class LoopDecision:
     retraining: Retraining
     reason: str
@@ -60,7 +83,7 @@ class LoopDecision:
     create_job: bool = False  # create the Job retraining.job_name (409: already there, adopted)
     delete_job: str | None = None  # the previous attempt's Job
     offer: bool = False  # move spec.model to the candidate
-    resolve_alerts: tuple[int, ...] = ()
+    resolve: Resolution | None = None
     records: tuple[Record, ...] = field(default_factory=tuple)
 
 
@@ -77,7 +100,11 @@ def _unchanged(r: Retraining, message: str) -> LoopDecision:
     return LoopDecision(r, "NoChange", message, changed=False)
 
 
-def _job_record(r: Retraining, stable: str, outcome: str, ended: bool = False) -> Record:
+def _job_record(r: Retraining, stable: str, outcome: str, ended: bool = False, reason: str = "") -> Record:
+    metrics: dict[str, object] = {"job": r.job_name, "attempt": r.attempt, "trigger": r.trigger}
+    metrics["alertIds"] = list(r.alert_ids)
+    if reason:
+        metrics["reason"] = reason
     return Record(
         f"{loop_id(r)}-a{r.attempt}",
         "retraining",
@@ -86,7 +113,7 @@ def _job_record(r: Retraining, stable: str, outcome: str, ended: bool = False) -
         not ended,
         0,
         outcome,
-        {"job": r.job_name, "attempt": r.attempt, "trigger": r.trigger, "alertIds": list(r.alert_ids)},
+        metrics,
         ended,
     )
 
@@ -180,8 +207,10 @@ def follow_job(
     job: JobSeen | None,
     result: TrainingResult | None,
     now: datetime,
+    uid: str,
 ) -> LoopDecision:
-    """Training: the Job is (re)created while missing; its end decides the next step."""
+    """Training: the Job is (re)created while missing; its end decides the next step. `uid`: the ModelDeployment's;
+    a Job of the expected name that it does not own (left by another object, or made by hand) is never adopted."""
     loop = spec.retraining
     assert loop is not None
     stable = spec.model.version
@@ -189,6 +218,9 @@ def follow_job(
         return _unchanged(r, "not training")
     if job is None:
         return LoopDecision(r, "RetrainingJobCreated", f"Job {r.job_name} created", changed=False, create_job=True)
+    if not job.owned_by(uid):
+        why = f"a Job named {job.name} already exists and is not this ModelDeployment's ({job.owner_text()})"
+        return _attempt_failed(r, loop, stable, job.name, "failed", f"{why}: not adopted", now, foreign=True)
     if job.result == "running":
         return _unchanged(r, f"Job {job.name} running")
     if job.result == "succeeded" and result is not None:
@@ -234,25 +266,36 @@ def follow_job(
         )
     why = job.reason or "no published version recorded for the Job"
     failed_how = "timed out" if job.reason == "DeadlineExceeded" else "failed"
+    return _attempt_failed(r, loop, stable, job.name, failed_how, f"Job {job.name} {failed_how} ({why})", now)
+
+
+def _attempt_failed(
+    r: Retraining,
+    loop: RetrainingSpec,
+    stable: str,
+    job: str,
+    failed_how: str,
+    what: str,
+    now: datetime,
+    foreign: bool = False,
+) -> LoopDecision:
+    """One attempt failed: the next one after the cooldown, or give up after maxAttempts. A foreign Job is
+    forgotten (jobName unset), so that the retry never deletes it."""
+    record = _job_record(r, stable, failed_how, True, reason=what)
+    if foreign:
+        r = replace(r, job_name=None)
     if r.attempt >= loop.max_attempts:
-        message = f"retraining gave up: Job {job.name} {failed_how} ({why}), attempt {r.attempt}/{loop.max_attempts}"
+        message = f"retraining gave up: {what}, attempt {r.attempt}/{loop.max_attempts}"
         gave_up = replace(_ended(r, loop, now, "gave_up", message), phase=LoopPhase.GAVE_UP)
-        return LoopDecision(
-            gave_up, "RetrainingGaveUp", message, "Warning", records=(_job_record(r, stable, failed_how, True),)
-        )
-    message = (
-        f"Job {job.name} {failed_how} ({why}): attempt {r.attempt + 1}/{loop.max_attempts} after the cooldown "
-        f"({loop.cooldown})"
-    )
+        return LoopDecision(gave_up, "RetrainingGaveUp", message, "Warning", records=(record,))
+    message = f"{what}: attempt {r.attempt + 1}/{loop.max_attempts} after the cooldown ({loop.cooldown})"
     waiting = replace(r, phase=LoopPhase.WAITING, message=message, cooldown_until=now + loop.cooldown_delta)
-    return LoopDecision(
-        waiting, "RetrainingFailed", message, "Warning", records=(_job_record(r, stable, failed_how, True),)
-    )
+    return LoopDecision(waiting, "RetrainingFailed", message, "Warning", records=(record,))
 
 
 def follow_rollout(r: Retraining, spec: ModelDeploymentSpec, state: RolloutState, now: datetime) -> LoopDecision:
     """RollingOut: spec.model names the candidate (moved again if a crash came between); the rollout's end ends
-    the loop: promoted resolves the trigger alerts, anything else leaves them open."""
+    the loop: promoted resolves the alerts it answers (`Resolution`), anything else leaves them open."""
     loop = spec.retraining
     assert loop is not None
     if r.phase != LoopPhase.ROLLING_OUT or r.candidate_version is None:
@@ -263,11 +306,12 @@ def follow_rollout(r: Retraining, spec: ModelDeploymentSpec, state: RolloutState
         rollout = state.stable.rollout_id
         message = f"candidate version {version} promoted (rollout {rollout}); alerts resolved"
         done = _ended(r, loop, now, "promoted", message)
+        kinds = loop.on_alerts.kinds if loop.on_alerts is not None else ()
         return LoopDecision(
             done,
             "RetrainingPromoted",
             message,
-            resolve_alerts=r.alert_ids,
+            resolve=Resolution(r.alert_ids, tuple(kinds), version, now),
             records=(_candidate_record(r, result, "promoted", ended=True),),
         )
     ended = next((h for h in reversed(state.history) if h.get("version") == version), None)

@@ -7,9 +7,10 @@ timer needs no listener, no credentials for one and no replay after a restart; s
 The Jobs' ends come from a kopf index over the operator's Jobs (the watch), so `follow_retraining` reads the API
 only when the index has not seen a Job it expects.
 
-Every step applies in the handlers' fixed order: Job (create/delete) -> spec.model -> alerts -> model_deployments
-rows -> status -> Event. Each is idempotent (the Job name is deterministic, a 409 adopts the Job; rows are
-upserted; an alert is resolved once), so a restarted operator converges without a second Job or record.
+Every step applies in the handlers' fixed order: Job (create/delete) -> alerts -> model_deployments rows -> status
+-> spec.model -> Event. Each is idempotent (the Job name is deterministic, a 409 adopts the Job when this
+ModelDeployment owns it and fails the attempt when it does not; rows are upserted; an alert is resolved once), so
+a restarted operator converges without a second Job or record.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def _act(runtime: Runtime, namespace: str, name: str, handler: str, decide: Any)
 def _commit(
     runtime: Runtime, body: dict[str, Any], spec: ModelDeploymentSpec, state: RolloutState, decision: LoopDecision
 ) -> None:
+    """Job -> alerts -> rows -> status -> spec.model -> Event. What the status records as done (a resolved alert, a
+    row) happens before it, so that a crash in between repeats it on the next tick (each is idempotent) instead of
+    losing it; only the spec patch follows the status, which the model-change handler reads."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     owner = Owner(namespace, name, meta["uid"])
@@ -88,10 +92,10 @@ def _commit(
         runtime.kube.delete_job(namespace, decision.delete_job)
     if decision.create_job and r.job_name:
         job = render_job(owner, spec, r.job_name, r.loop, runtime.defaults, runtime.config.training_image)
-        runtime.kube.create_job(job)
-    # Rows and alerts before the status (both idempotent): a crash after them re-runs the same decision, while a
-    # status written first would end the loop with its last record and the alerts' resolution never written.
-    if decision.resolve_alerts:
+        if not runtime.kube.create_job(job):
+            # A restarted operator finds its own Job; one it does not own is refused when the Job is followed.
+            log.info("Job %s/%s exists already: followed if this ModelDeployment owns it", namespace, r.job_name)
+    if decision.resolve is not None:
         reference = {
             "deployment": owner.deployment_id,
             "rolloutId": state.stable.rollout_id if state.stable else None,
@@ -99,13 +103,13 @@ def _commit(
             "job": r.job_name,
             "loop": r.loop,
         }
-        resolve_alerts(runtime.engine, decision.resolve_alerts, reference)
+        resolve_alerts(runtime.engine, owner.deployment_id, decision.resolve, reference)
     if decision.records:
         record(runtime.engine, owner.deployment_id, namespace, spec.model.name, decision.records)
-    new_state = replace(state, retraining=r)
     if decision.changed or state.retraining is None:
-        # The status before the offer: the model-change handler reads status.retraining to roll the candidate out
+        # The status before spec.model: the model-change handler reads status.retraining to roll the candidate out
         # under retraining.rollout (and status is what a restarted operator continues from).
+        new_state = replace(state, retraining=r)
         new_state = replace(new_state, conditions=decisions.conditions(new_state, None, "", now()))
         runtime.kube.write_status(namespace, name, to_status(new_state))
     if decision.offer and r.candidate_version and spec.model.version != r.candidate_version:
@@ -146,11 +150,12 @@ def follow_retraining(
     def decide(state: RolloutState, r: Retraining, md: ModelDeploymentSpec, body: dict[str, Any]) -> LoopDecision:
         moment = now()
         if r.phase == LoopPhase.TRAINING and r.job_name:
+            uid = body["metadata"]["uid"]
             job = _seen(runtime, retraining_jobs, namespace, r.job_name)
             result = None
-            if job is not None and job.result == "succeeded":
+            if job is not None and job.result == "succeeded" and job.owned_by(uid):  # a foreign Job's run is not ours
                 result = training_result(runtime.engine, f"{namespace}/{r.job_name}")
-            return loop.follow_job(r, md, job, result, moment)
+            return loop.follow_job(r, md, job, result, moment, uid)
         return loop.follow_rollout(r, md, state, moment)
 
     _act(runtime, namespace, name, "retraining_follow", decide)

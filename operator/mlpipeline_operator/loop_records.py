@@ -1,16 +1,17 @@
 """What the retraining loop reads and writes in the database: open monitoring_alerts of a deployment, the version
-a retraining Job published (experiment_runs, tagged with the Job by the training job) and resolved alerts."""
+a retraining Job published (experiment_runs, tagged with the Job by the training job) and the alerts a promotion
+resolves."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
 
 from mlcore.db import ExperimentRun, MonitoringAlert, session_scope
-from mlpipeline_operator.loop import Alert, TrainingResult
+from mlpipeline_operator.loop import Alert, Resolution, TrainingResult
 
 # The tag the training job's --retraining-job writes on its experiment_runs row (training_job/challenger.py).
 RETRAINING_TAG = "retraining_job"
@@ -50,18 +51,31 @@ def training_result(engine: Engine, job: str) -> TrainingResult | None:
         )
 
 
-def resolve_alerts(engine: Engine, ids: tuple[int, ...], reference: dict[str, Any]) -> int:
-    """Mark the alerts resolved, naming the rollout that fixed them in details.resolvedBy. Returns those changed."""
-    if not ids:
-        return 0
+def resolve_alerts(engine: Engine, deployment_id: str, resolution: Resolution, reference: dict[str, Any]) -> int:
+    """Mark resolved the open alerts of the deployment a promotion answers (loop.Resolution), naming the rollout in
+    details.resolvedBy. Returns those changed; a re-run changes nothing more."""
+    answered = or_(
+        MonitoringAlert.id.in_(resolution.trigger_ids),
+        and_(
+            MonitoringAlert.alert_type.in_(resolution.kinds),
+            or_(MonitoringAlert.model_version.is_(None), MonitoringAlert.model_version != resolution.promoted_version),
+        ),
+    )
     now = datetime.now(UTC)
     changed = 0
     with session_scope(engine) as session:
-        for alert in session.execute(select(MonitoringAlert).where(MonitoringAlert.id.in_(ids))).scalars():
-            if alert.resolved:
-                continue
+        found = session.execute(
+            select(MonitoringAlert).where(
+                MonitoringAlert.deployment_id == deployment_id,
+                MonitoringAlert.resolved.is_(False),
+                MonitoringAlert.created_at <= resolution.before,
+                answered,
+            )
+        ).scalars()
+        for alert in found:
             alert.resolved = True
             alert.resolved_at = now
-            alert.details = {**(alert.details or {}), "resolvedBy": reference}
+            why = "trigger" if alert.id in resolution.trigger_ids else "open at promotion"
+            alert.details = {**(alert.details or {}), "resolvedBy": {**reference, "as": why}}
             changed += 1
     return changed

@@ -19,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from mlcore.db import MonitoringAlert, session_scope
+from mlcore.errors import DatabaseError
+from mlpipeline_operator import loop_handlers
 from mlpipeline_operator.config import OperatorConfig
 from tests.fixtures.operator_harness import (
     Cluster,
@@ -115,11 +117,13 @@ def publish(engine: Engine, cluster: Cluster, job_name: str, version: str, offer
     challenger.record_offer(engine, run_id, offered, decision, extra)
 
 
-def raise_alert(engine: Engine, deployment_id: str, kind: str = "drift", severity: str = "warning") -> int:
+def raise_alert(
+    engine: Engine, deployment_id: str, kind: str = "drift", severity: str = "warning", version: str | None = "1"
+) -> int:
     with session_scope(engine) as session:
         alert = MonitoringAlert(
             deployment_id=deployment_id,
-            model_version="1",
+            model_version=version,
             alert_type=kind,
             severity=severity,
             message="prediction drift share 0.62 > 0.5",
@@ -159,9 +163,9 @@ def loop_rows(engine: Engine, deployment_id: str) -> list[tuple]:
     return deployment_rows(engine, deployment_id, *cols)
 
 
-def deploy(cluster: Cluster, name: str, **retraining_spec: Any) -> None:
+def deploy(cluster: Cluster, name: str, rollout: dict[str, Any] | None = None, **retraining_spec: Any) -> None:
     spec = {"job": {"args": ["--dataset", "s3://data/reviews.csv", "--quick"]}, "cooldown": "1h", **retraining_spec}
-    cluster.create(model_deployment(name, "1", rollout=ROLLOUT, retraining=spec))
+    cluster.create(model_deployment(name, "1", rollout={**ROLLOUT, **(rollout or {})}, retraining=spec))
     cluster.make_ready(name)
     cluster.wait_phase(name, "Succeeded")
 
@@ -193,8 +197,9 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
             "--feedback-deployment",
             did,
         ]
-        # Another alert during the loop starts nothing.
-        raise_alert(engine, did, "performance", "critical")
+        # Another alert during the loop starts nothing (it is answered by the promotion, below).
+        during = raise_alert(engine, did, "performance", "critical")
+        volume = raise_alert(engine, did, "volume", "critical")  # a kind the loop does not handle
 
         # A restart while training: the same Job is adopted, no second one, no second record.
         running.stop()
@@ -207,8 +212,9 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
         finish_job(cluster, "loop-retrain-1-1", ok=True)
         status = wait_loop(cluster, "loop", "RollingOut", candidateVersion="2")
         timings["Job done -> candidate offered"] = time.monotonic() - stage
-        md = cluster.get("loop")
-        assert md["spec"]["model"] == {"name": "sentiment", "version": "2", "storageUri": "s3://models/sentiment/2"}
+        # spec.model moves just after the status says RollingOut (the model-change handler reads that status).
+        moved = {"name": "sentiment", "version": "2", "storageUri": "s3://models/sentiment/2"}
+        wait_for(lambda: cluster.get("loop")["spec"]["model"] == moved, "spec.model moved to the candidate")
         rollout = cluster.wait_phase("loop", "Progressing")
         assert (rollout["canary"]["version"], rollout["canary"]["strategy"]) == ("2", "Canary")
 
@@ -216,6 +222,7 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
         running = OperatorThread(loop_config, engine).start()
 
         stage = time.monotonic()
+        about_candidate = raise_alert(engine, did, "drift", "warning", version="2")  # seen in the canary's traffic
         cluster.make_ready("loop-canary")
         log_predictions(engine, did, "canary", "2", 40)
         cluster.wait_phase("loop", "Promoting")
@@ -238,6 +245,13 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
         assert resolved.details["resolvedBy"]["rolloutId"] == cluster.status("loop")["stable"]["rolloutId"]
         assert resolved.details["resolvedBy"]["version"] == "2"
         assert resolved.details["drift_share"] == 0.62  # the drift job's details stay
+        assert resolved.details["resolvedBy"]["as"] == "trigger"
+        # Raised while the loop ran, about the model it replaced: answered by the promotion too.
+        answered = alert(engine, during)
+        assert answered.resolved and answered.details["resolvedBy"]["as"] == "open at promotion"
+        assert answered.details["resolvedBy"]["rolloutId"] == resolved.details["resolvedBy"]["rolloutId"]
+        # About the candidate that now serves, or of a kind retraining does not answer: open.
+        assert not alert(engine, about_candidate).resolved and not alert(engine, volume).resolved
         rows = loop_rows(engine, did)
         assert ("retrain-1-a1", "retraining", "1", False, 0, "trained") in rows
         assert ("retrain-1-candidate", "retraining", "2", False, 0, "promoted") in rows
@@ -300,6 +314,13 @@ def test_a_failing_job_is_retried_after_the_cooldown_then_given_up(
     assert {"RetrainingFailed", "RetrainingRetried", "RetrainingGaveUp"} <= set(reasons)
     time.sleep(2.0)  # the same alert does not start another loop after giving up
     assert retraining(cluster, "flaky")["loop"] == 1
+    # A restart after giving up: nothing started, recorded or deleted again.
+    gave_up, before = retraining(cluster, "flaky"), loop_rows(engine, did)
+    loop_operator.stop()
+    loop_operator.start()
+    time.sleep(2.0)
+    assert retraining(cluster, "flaky") == gave_up and loop_rows(engine, did) == before
+    assert jobs(cluster) == ["flaky-retrain-1-2"]
 
 
 def test_deleting_the_deployment_mid_loop_removes_its_job(
@@ -314,3 +335,212 @@ def test_deleting_the_deployment_mid_loop_removes_its_job(
     wait_for(lambda: cluster.get("gone") is None, "ModelDeployment deleted")
     assert jobs(cluster) == []
     assert all(not active for *_, active, _, _ in loop_rows(engine, did))
+
+
+def offer_candidate(cluster: Cluster, engine: Engine, name: str, alert_id: int) -> None:
+    """The alert's loop up to the candidate's rollout: Job -> version 2 published, better -> canary Progressing."""
+    wait_loop(cluster, name, "Training", triggerAlertIds=[alert_id])
+    publish(engine, cluster, f"{name}-retrain-1-1", "2", offered=True, accuracy=0.91)
+    finish_job(cluster, f"{name}-retrain-1-1", ok=True)
+    wait_loop(cluster, name, "RollingOut", candidateVersion="2")
+    cluster.wait_phase(name, "Progressing")
+
+
+def row_keys(engine: Engine, deployment_id: str) -> list[tuple[str, str]]:
+    """(rollout_id, deployment_type) of every row, sorted: a second record of a step would show here."""
+    return sorted((rollout_id, kind) for rollout_id, kind, *_ in loop_rows(engine, deployment_id))
+
+
+def restart(running: OperatorThread, cluster: Cluster, engine: Engine, name: str) -> dict[str, Any]:
+    """Stop the operator, start it again and let it run a few ticks: it must start, record and resolve nothing new.
+    Returns the status it left."""
+    did = f"{cluster.namespace}/{name}"
+    before = (retraining(cluster, name), jobs(cluster), row_keys(engine, did), _open_alerts(engine, did))
+    running.stop()
+    running.start()
+    time.sleep(1.5)
+    after = (retraining(cluster, name), jobs(cluster), row_keys(engine, did), _open_alerts(engine, did))
+    assert after == before
+    return cluster.status(name)
+
+
+def _open_alerts(engine: Engine, deployment_id: str) -> list[int]:
+    with session_scope(engine) as session:
+        return sorted(
+            session.scalars(
+                select(MonitoringAlert.id).where(
+                    MonitoringAlert.deployment_id == deployment_id, MonitoringAlert.resolved.is_(False)
+                )
+            )
+        )
+
+
+def test_restarts_while_the_candidate_rolls_out_and_while_it_is_promoted_repeat_nothing(
+    cluster: Cluster, loop_config: OperatorConfig, engine: Engine
+) -> None:
+    """A restart at each stage of RollingOut: the canary at its first step, the candidate passed and held for the
+    promote annotation, and the promotion rolling out. No second Job or record; the loop ends promoted."""
+    did = f"{cluster.namespace}/roll"
+    running = OperatorThread(loop_config, engine).start()
+    try:
+        deploy(cluster, "roll", rollout={"autoPromote": False})
+        log_predictions(engine, did, "stable", "1", 100)
+        alert_id = raise_alert(engine, did)
+        offer_candidate(cluster, engine, "roll", alert_id)
+        cluster.make_ready("roll-canary")
+        at_first_step = restart(running, cluster, engine, "roll")  # ready, no canary traffic yet: inconclusive
+        assert (at_first_step["canary"]["version"], at_first_step["canary"]["weight"]) == ("2", 50)
+
+        log_predictions(engine, did, "canary", "2", 40)
+        held = wait_for(
+            lambda: (cluster.status("roll").get("canary") or {}).get("awaitingPromotion") and cluster.status("roll"),
+            "the candidate passed at 100% and held for the promote annotation",
+        )
+        assert held["canary"]["weight"] == 100 and held["retraining"]["phase"] == "RollingOut"
+        restart(running, cluster, engine, "roll")
+
+        cluster.patch("roll", {"metadata": {"annotations": {"mlpipeline.io/promote": "true"}}})
+        cluster.wait_phase("roll", "Promoting")
+        promoting = restart(running, cluster, engine, "roll")  # the stable predictor still rolls version 2 out
+        assert promoting["phase"] == "Promoting" and promoting["retraining"]["phase"] == "RollingOut"
+        assert not alert(engine, alert_id).resolved
+
+        cluster.make_ready("roll")
+        cluster.wait_phase("roll", "Succeeded")
+        final = wait_loop(cluster, "roll", "Idle", outcome="promoted")
+        resolved_at = alert(engine, alert_id).resolved_at
+        assert resolved_at is not None
+        assert restart(running, cluster, engine, "roll")["retraining"] == final
+        assert alert(engine, alert_id).resolved_at == resolved_at  # resolved once
+        rollout_id = cluster.status("roll")["stable"]["rolloutId"]
+        assert row_keys(engine, did) == sorted(
+            [
+                ("g1-v1", "stable"),
+                (rollout_id, "canary"),
+                (rollout_id, "stable"),
+                ("retrain-1-a1", "retraining"),
+                ("retrain-1-candidate", "retraining"),
+            ]
+        )
+        assert ("retrain-1-candidate", "retraining", "2", False, 0, "promoted") in loop_rows(engine, did)
+        assert jobs(cluster) == ["roll-retrain-1-1"]
+        reasons = [r for r, _ in cluster.events("roll")]
+        assert reasons.count("RetrainingStarted") == 1 and reasons.count("RetrainingPromoted") == 1
+    finally:
+        running.stop()
+
+
+def test_a_restart_while_waiting_keeps_the_cooldown_and_the_retry_runs_once(
+    cluster: Cluster, loop_config: OperatorConfig, engine: Engine
+) -> None:
+    did = f"{cluster.namespace}/wait"
+    running = OperatorThread(loop_config, engine).start()
+    try:
+        deploy(cluster, "wait", cooldown="8s", maxAttempts=2)
+        raise_alert(engine, did)
+        wait_loop(cluster, "wait", "Training", attempt=1)
+        finish_job(cluster, "wait-retrain-1-1", ok=False)
+        waiting = wait_loop(cluster, "wait", "Waiting")
+        until = datetime.fromisoformat(waiting["cooldownUntil"].replace("Z", "+00:00"))
+
+        # A restart in the cooldown: the restarted operator reads it from the status and waits it out.
+        restart(running, cluster, engine, "wait")
+        assert datetime.now(UTC) < until, "the cooldown ran out during the restart: lengthen it"
+        retried = wait_loop(cluster, "wait", "Training", attempt=2, jobName="wait-retrain-1-2")
+        assert datetime.now(UTC) >= until and "cooldownUntil" not in retried
+        wait_for(lambda: jobs(cluster) == ["wait-retrain-1-2"], "the failed attempt's Job replaced by the retry's")
+
+        restart(running, cluster, engine, "wait")  # right after the retry: no third Job, no second record
+        publish(engine, cluster, "wait-retrain-1-2", "2", offered=False, accuracy=0.80)
+        finish_job(cluster, "wait-retrain-1-2", ok=True)
+        wait_loop(cluster, "wait", "Idle", outcome="not_offered", attempt=2)
+        rows = loop_rows(engine, did)
+        assert ("retrain-1-a1", "retraining", "1", False, 0, "failed") in rows
+        assert ("retrain-1-a2", "retraining", "1", False, 0, "trained") in rows
+        assert ("retrain-1-candidate", "retraining", "2", False, 0, "not_offered") in rows
+        assert row_keys(engine, did) == sorted(
+            [
+                ("g1-v1", "stable"),
+                ("retrain-1-a1", "retraining"),
+                ("retrain-1-a2", "retraining"),
+                ("retrain-1-candidate", "retraining"),
+            ]
+        )
+        reasons = [r for r, _ in cluster.events("wait")]
+        assert reasons.count("RetrainingFailed") == 1 and reasons.count("RetrainingRetried") == 1
+    finally:
+        running.stop()
+
+
+def test_a_job_of_that_name_it_does_not_own_is_not_adopted(
+    cluster: Cluster, loop_operator: OperatorThread, engine: Engine
+) -> None:
+    """A Job named as the first attempt will be, labelled like the operator's, owned by nothing (made by hand, or
+    left behind by an older ModelDeployment of the same name), finished with a published, better version: the loop
+    neither adopts nor rolls it out, nor deletes it; the attempt fails with the reason and the next one runs."""
+    did = f"{cluster.namespace}/taken"
+    deploy(cluster, "taken", cooldown="1s", maxAttempts=2)
+    labels = {
+        "app.kubernetes.io/managed-by": "mlpipeline-operator",
+        "mlpipeline.io/deployment": "taken",
+        "mlpipeline.io/role": "retraining",
+    }
+    pod = {"restartPolicy": "Never", "containers": [{"name": "train", "image": "registry.example/other:1"}]}
+    foreign = {"metadata": {"name": "taken-retrain-1-1", "labels": labels}, "spec": {"template": {"spec": pod}}}
+    client.BatchV1Api(cluster.api).create_namespaced_job(cluster.namespace, foreign)
+    publish(engine, cluster, "taken-retrain-1-1", "9", offered=True, accuracy=0.99)
+    finish_job(cluster, "taken-retrain-1-1", ok=True)
+
+    raise_alert(engine, did)
+    retried = wait_loop(cluster, "taken", "Training", attempt=2, jobName="taken-retrain-1-2")
+    assert cluster.get("taken")["spec"]["model"]["version"] == "1" and "canary" not in cluster.status("taken")
+    failed = [m for r, m in cluster.events("taken") if r == "RetrainingFailed"]
+    assert len(failed) == 1, failed
+    assert "a Job named taken-retrain-1-1 already exists and is not this ModelDeployment's (no owner)" in failed[0]
+    assert "not adopted" in failed[0] and retried["loop"] == 1
+    owner = job(cluster, "taken-retrain-1-2").metadata.owner_references[0]
+    assert (owner.name, owner.uid) == ("taken", cluster.get("taken")["metadata"]["uid"])
+    wait_for(lambda: jobs(cluster) == ["taken-retrain-1-1", "taken-retrain-1-2"], "both Jobs")
+    time.sleep(1.0)
+    assert jobs(cluster) == ["taken-retrain-1-1", "taken-retrain-1-2"]  # the foreign Job is never deleted
+    metrics = dict(deployment_rows(engine, did, "rollout_id", "model_metrics"))
+    assert "not this ModelDeployment's" in metrics["retrain-1-a1"]["reason"]
+
+    publish(engine, cluster, "taken-retrain-1-2", "2", offered=False, accuracy=0.80)
+    finish_job(cluster, "taken-retrain-1-2", ok=True)
+    done = wait_loop(cluster, "taken", "Idle", outcome="not_offered")
+    assert done["candidateVersion"] == "2"
+
+
+def test_a_failure_while_the_promotion_is_recorded_is_repeated_not_lost(
+    cluster: Cluster, loop_config: OperatorConfig, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails as the loop resolves the alerts of its promotion (as a crash there would): the status
+    must not already say Idle/promoted, or the alerts would stay open and start the next loop after the cooldown."""
+    calls: list[int] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DatabaseError("connection reset while resolving alerts")
+        return real(*args, **kwargs)
+
+    real = loop_handlers.resolve_alerts
+    monkeypatch.setattr(loop_handlers, "resolve_alerts", flaky)
+    did = f"{cluster.namespace}/flap"
+    running = OperatorThread(loop_config, engine).start()
+    try:
+        deploy(cluster, "flap")
+        log_predictions(engine, did, "stable", "1", 100)
+        alert_id = raise_alert(engine, did)
+        offer_candidate(cluster, engine, "flap", alert_id)
+        cluster.make_ready("flap-canary")
+        log_predictions(engine, did, "canary", "2", 40)
+        cluster.wait_phase("flap", "Promoting")
+        cluster.make_ready("flap")
+        wait_loop(cluster, "flap", "Idle", outcome="promoted", timeout=30)
+        assert len(calls) >= 2
+        assert alert(engine, alert_id).resolved
+        assert ("retrain-1-candidate", "retraining", "2", False, 0, "promoted") in loop_rows(engine, did)
+    finally:
+        running.stop()

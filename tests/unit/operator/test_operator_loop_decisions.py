@@ -30,6 +30,18 @@ def spec_for(version: str = "1", **retraining: object):
     )
 
 
+OURS = (("ModelDeployment", "web", "uid-1"),)
+
+
+def seen(name: str, result: str, reason: str = "", owners=OURS) -> JobSeen:
+    """The Job as the watch sees it, owned by the ModelDeployment `web` (uid-1) unless told otherwise."""
+    return JobSeen(name, result, reason, owners)
+
+
+def follow(r, spec, job, result=None, at=T0):
+    return loop.follow_job(r, spec, job, result, at, OWNER.uid)
+
+
 SERVING = RolloutState(phase=Phase.SUCCEEDED, stable=Stable("1", "s3://m/sentiment/1", "g1-v1"))
 DRIFT = Alert(7, "drift", "warning")
 
@@ -80,7 +92,7 @@ def test_the_schedule_starts_a_loop_without_alerts():
 def test_job_failure_is_retried_after_the_cooldown_then_given_up():
     spec = spec_for()
     r = started(spec)
-    failed = loop.follow_job(r, spec, JobSeen(r.job_name, "failed", "BackoffLimitExceeded"), None, T0)
+    failed = follow(r, spec, seen(r.job_name, "failed", "BackoffLimitExceeded"), None)
     assert failed.reason == "RetrainingFailed" and failed.retraining.phase == "Waiting"
     assert failed.retraining.cooldown_until == T0 + timedelta(minutes=10)
     assert [(x.rollout_id, x.outcome, x.is_active) for x in failed.records] == [("retrain-1-a1", "failed", False)]
@@ -89,9 +101,7 @@ def test_job_failure_is_retried_after_the_cooldown_then_given_up():
     retry = loop.retry_due(waiting, spec.retraining, "web", "1", T0 + timedelta(minutes=10))
     assert retry.create_job and retry.delete_job == "web-retrain-1-1"
     assert (retry.retraining.attempt, retry.retraining.job_name) == (2, "web-retrain-1-2")
-    timed_out = loop.follow_job(
-        retry.retraining, spec, JobSeen("web-retrain-1-2", "failed", "DeadlineExceeded"), None, T0
-    )
+    timed_out = follow(retry.retraining, spec, seen("web-retrain-1-2", "failed", "DeadlineExceeded"), None)
     assert timed_out.reason == "RetrainingGaveUp" and timed_out.retraining.phase == "GaveUp"
     assert "timed out" in timed_out.message and timed_out.records[0].outcome == "timed out"
     state = replace(SERVING, retraining=timed_out.retraining)
@@ -110,8 +120,8 @@ def test_a_worse_challenger_is_recorded_not_offered():
     spec = spec_for()
     r = started(spec)
     worse = TrainingResult("2", "s3://m/sentiment/2", False, "challenger 0.80 <= champion v1 0.88", 0.8)
-    d = loop.follow_job(r, spec, JobSeen(r.job_name, "succeeded"), worse, T0)
-    assert d.reason == "CandidateNotOffered" and not d.offer and d.resolve_alerts == ()
+    d = follow(r, spec, seen(r.job_name, "succeeded"), worse)
+    assert d.reason == "CandidateNotOffered" and not d.offer and d.resolve is None
     assert (d.retraining.phase, d.retraining.outcome, d.retraining.candidate_version) == ("Idle", "not_offered", "2")
     assert {(x.rollout_id, x.version, x.outcome) for x in d.records} == {
         ("retrain-1-a1", "1", "trained"),
@@ -122,10 +132,10 @@ def test_a_worse_challenger_is_recorded_not_offered():
 def test_an_offered_candidate_rolls_out_and_promotion_resolves_the_alerts():
     spec = spec_for()
     r = started(spec)
-    assert not loop.follow_job(r, spec, JobSeen(r.job_name, "running"), None, T0).changed
-    assert loop.follow_job(r, spec, None, None, T0).create_job  # missing (deleted by hand): made again
+    assert not follow(r, spec, seen(r.job_name, "running"), None).changed
+    assert follow(r, spec, None).create_job  # missing (deleted by hand): made again
     better = TrainingResult("2", "s3://m/sentiment/2", True, "challenger 0.91 > champion v1 0.88", 0.91)
-    offered = loop.follow_job(r, spec, JobSeen(r.job_name, "succeeded"), better, T0)
+    offered = follow(r, spec, seen(r.job_name, "succeeded"), better)
     assert offered.reason == "CandidateOffered" and offered.offer
     rolling = roundtrip(offered.retraining)
     assert (rolling.phase, rolling.candidate_version) == ("RollingOut", "2")
@@ -136,9 +146,29 @@ def test_an_offered_candidate_rolls_out_and_promotion_resolves_the_alerts():
     assert not loop.follow_rollout(rolling, moved, progressing, T0).changed
     promoted = replace(SERVING, stable=Stable("2", "s3://m/sentiment/2", "g2-v2"))
     done = loop.follow_rollout(rolling, moved, promoted, T0)
-    assert done.reason == "RetrainingPromoted" and done.resolve_alerts == (7,)
+    assert done.reason == "RetrainingPromoted"
+    # The trigger alerts, and the open alerts of the kinds the loop handles that do not name the promoted version.
+    assert done.resolve == loop.Resolution((7,), ("drift", "performance"), "2", T0)
     assert (done.retraining.phase, done.retraining.outcome) == ("Idle", "promoted")
     assert [(x.rollout_id, x.outcome) for x in done.records] == [("retrain-1-candidate", "promoted")]
+
+
+def test_a_job_of_that_name_this_deployment_does_not_own_is_never_adopted():
+    spec = spec_for()
+    r = started(spec)
+    stranger = (("ModelDeployment", "web", "uid-of-an-older-web"),)
+    for job in (seen(r.job_name, "succeeded", owners=stranger), seen(r.job_name, "running", owners=())):
+        d = follow(r, spec, job, TrainingResult("9", "s3://m/sentiment/9", True, "better", 0.99))
+        assert d.reason == "RetrainingFailed" and not d.offer and d.retraining.phase == "Waiting"
+        assert "already exists and is not this ModelDeployment's" in d.message and "not adopted" in d.message
+        assert d.retraining.job_name is None  # forgotten: the retry must not delete someone else's Job
+        assert [(x.rollout_id, x.outcome) for x in d.records] == [("retrain-1-a1", "failed")]
+        assert "not this ModelDeployment's" in d.records[0].metrics["reason"]
+    assert "uid-of-an-older-web" in d.message or "no owner" in d.message
+    retry = loop.retry_due(roundtrip(d.retraining), spec.retraining, "web", "1", T0 + timedelta(minutes=10))
+    assert retry.create_job and retry.delete_job is None and retry.retraining.job_name == "web-retrain-1-2"
+    last = follow(retry.retraining, spec, seen("web-retrain-1-2", "running", owners=()))
+    assert last.reason == "RetrainingGaveUp" and last.retraining.job_name is None
 
 
 def test_a_rolled_back_candidate_leaves_the_alerts_open():
@@ -146,14 +176,14 @@ def test_a_rolled_back_candidate_leaves_the_alerts_open():
     rolling = Retraining("RollingOut", 1, 1, "alerts", (7,), "web-retrain-1-1", "2", "s3://m/sentiment/2")
     back = replace(SERVING, phase=Phase.ROLLED_BACK).with_history("g2-v2", "2", "rolled_back", T0, "3 failed checks")
     d = loop.follow_rollout(rolling, spec, back, T0)
-    assert d.reason == "RetrainingRolledBack" and d.resolve_alerts == ()
+    assert d.reason == "RetrainingRolledBack" and d.resolve is None
     assert (d.retraining.outcome, d.retraining.cooldown_until) == ("rolled_back", T0 + timedelta(minutes=10))
 
 
 def test_rollout_none_publishes_only_and_candidate_strategies_need_their_settings():
     spec = spec_for(rollout="None")
     better = TrainingResult("2", "s3://m/sentiment/2", True, "better", 0.9)
-    d = loop.follow_job(started(spec), spec, JobSeen("web-retrain-1-1", "succeeded"), better, T0)
+    d = follow(started(spec), spec, seen("web-retrain-1-1", "succeeded"), better)
     assert d.reason == "CandidatePublished" and not d.offer
     with pytest.raises(DataValidationError, match=r"retraining\.rollout ABTest needs"):
         spec_for(rollout="ABTest")
@@ -178,6 +208,7 @@ def test_the_job_is_owned_labelled_and_tagged_for_the_operator():
         "ml/web",
     ]
     complete = {"metadata": {"name": "j"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert job_seen(job).owners == OURS and job_seen(job).owned_by("uid-1") and not job_seen(complete).owners
     failed = {
         "metadata": {"name": "j"},
         "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]},
