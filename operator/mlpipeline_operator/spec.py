@@ -290,8 +290,13 @@ class ModelDeploymentSpec(_Model):
     def _routing(self) -> ModelDeploymentSpec:
         strategy = self.rollout.strategy
         loop = self.retraining.rollout if self.retraining else "None"
-        if loop == "ABTest" and (self.rollout.ab_test.stickiness is None or self.routing.parent_ref is None):
-            raise ValueError("retraining.rollout ABTest needs rollout.abTest.stickiness and routing.parentRef")
+        # The CRD's CEL rules say the same at admission; these hold for objects stored before a rule existed.
+        if loop == "ABTest" and self.rollout.ab_test.stickiness is None:
+            raise ValueError("retraining.rollout ABTest needs rollout.abTest.stickiness")
+        if loop == "ABTest" and self.routing.parent_ref is None:
+            raise ValueError("retraining.rollout ABTest splits the traffic with an HTTPRoute: set routing.parentRef")
+        if loop == "Shadow" and self.rollout.shadow.mirror_by == "Gateway" and self.routing.parent_ref is None:
+            raise ValueError("retraining.rollout Shadow with shadow.mirrorBy Gateway needs routing.parentRef")
         if loop in ("ABTest", "Shadow") and self.deployment_mode != "RawDeployment":
             raise ValueError(f"retraining.rollout {loop} needs deploymentMode RawDeployment")
         if strategy in ("ABTest", "Shadow") and self.deployment_mode != "RawDeployment":

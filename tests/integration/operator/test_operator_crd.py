@@ -7,6 +7,8 @@ import json
 import pytest
 from kubernetes.client.rest import ApiException
 
+from mlcore.errors import DataValidationError
+from mlpipeline_operator.spec import parse_spec
 from tests.fixtures.operator_harness import Cluster, model_deployment
 
 pytestmark = pytest.mark.k8s
@@ -67,6 +69,72 @@ INVALID = [
         {"rollout": {"strategy": "Shadow", "shadow": {"mirrorBy": "Gateway"}}},
         "RequestMirror filter: set routing.parentRef",
     ),
+    # spec.retraining: what a candidate's rollout, or its training Job, would otherwise meet only at run time.
+    (
+        "retrain-ab-no-stickiness",
+        {"routing": ROUTE, "retraining": {"rollout": "ABTest"}},
+        "retraining.rollout ABTest needs rollout.abTest.stickiness",
+    ),
+    (
+        "retrain-ab-no-route",
+        {"rollout": {"abTest": AB["abTest"]}, "retraining": {"rollout": "ABTest"}},
+        "retraining.rollout ABTest splits the traffic with a Gateway API HTTPRoute: set routing.parentRef",
+    ),
+    (
+        "retrain-shadow-serverless",
+        {"deploymentMode": "Serverless", "retraining": {"rollout": "Shadow"}},
+        "retraining.rollout Shadow needs deploymentMode RawDeployment (the candidate runs as its own "
+        "InferenceService), not Serverless",
+    ),
+    (
+        "retrain-ab-serverless",
+        {
+            "deploymentMode": "Serverless",
+            "routing": ROUTE,
+            "rollout": {"abTest": AB["abTest"]},
+            "retraining": {"rollout": "ABTest"},
+        },
+        "retraining.rollout ABTest needs deploymentMode RawDeployment",
+    ),
+    (
+        "retrain-shadow-gateway-no-route",
+        {"rollout": {"shadow": {"mirrorBy": "Gateway"}}, "retraining": {"rollout": "Shadow"}},
+        "retraining.rollout Shadow with rollout.shadow.mirrorBy Gateway mirrors with the HTTPRoute's RequestMirror",
+    ),
+    (
+        "retrain-schedule",
+        {"retraining": {"schedule": "weekly"}},
+        'retraining.schedule must be a duration of at least 1s such as 24h or 168h (got "weekly")',
+    ),
+    ("retrain-cooldown", {"retraining": {"cooldown": "0s"}}, "retraining.cooldown must be a duration of at least 1s"),
+    (
+        "retrain-timeout",
+        {"retraining": {"job": {"timeout": "2 hours"}}},
+        'retraining.job.timeout must be a duration of at least 1s such as 30m or 2h (got "2 hours")',
+    ),
+    (
+        "retrain-service-account",
+        {"retraining": {"job": {"serviceAccountName": "Trainer_SA"}}},
+        "retraining.job.serviceAccountName must be a ServiceAccount name: lowercase letters, digits, - and . "
+        '(got "Trainer_SA")',
+    ),
+    (
+        "retrain-env-name",
+        {"retraining": {"job": {"env": [{"name": "1ST", "value": "x"}]}}},
+        "retraining.job.env[].name must be a valid variable name (letters, digits, _, not starting with a digit; "
+        'got "1ST")',
+    ),
+    (
+        "retrain-resources",
+        {
+            "retraining": {
+                "job": {"resources": {"requests": {"cpu": "two", "memory": "4Gi"}, "limits": {"memory": "8 GB"}}}
+            }
+        },
+        'retraining.job.resources.requests: each value must be a quantity such as 2, 500m or 4Gi (got "two")',
+    ),
+    ("retrain-attempts", {"retraining": {"maxAttempts": 0}}, "spec.retraining.maxAttempts: Invalid value: 0"),
+    ("retrain-kind", {"retraining": {"onAlerts": {"kinds": ["latency"]}}}, 'Unsupported value: "latency"'),
 ]
 
 
@@ -142,6 +210,53 @@ def test_valid_spec_gets_every_default(cluster: Cluster) -> None:
             "onFailure": "RollBack",
         },
     }
+
+
+def test_valid_retraining_specs_are_accepted(cluster: Cluster) -> None:
+    """What the rules above refuse, made right: each is accepted (the rules are not stricter than the operator)."""
+    job = {
+        "serviceAccountName": "trainer.ml-pipeline",
+        "env": [{"name": "HF_HOME", "value": "/tmp/hf"}],
+        "resources": {"requests": {"cpu": 2, "memory": "4Gi"}, "limits": {"cpu": "2500m", "memory": "8Gi"}},
+        "timeout": "1h30m",
+    }
+    specs = {
+        "ab": {"routing": ROUTE, "rollout": {"abTest": AB["abTest"]}, "retraining": {"rollout": "ABTest", "job": job}},
+        "shadow-gw": {
+            "routing": ROUTE,
+            "rollout": {"shadow": {"mirrorBy": "Gateway"}},
+            "retraining": {"rollout": "Shadow", "schedule": "168h", "cooldown": "30m"},
+        },
+        "serverless-canary": {"deploymentMode": "Serverless", "retraining": {"rollout": "Canary"}},
+        "serverless-none": {"deploymentMode": "Serverless", "retraining": {"rollout": "None"}},
+    }
+    for name, spec in specs.items():
+        created = cluster.create(model_deployment(f"ok-{name}", "1", **spec))
+        parse_spec(created["spec"])  # and the operator's own checks agree
+
+
+# The rules the operator checks itself too; the others (names, quantities) only the API server can hold objects to.
+SECOND_LINE = {
+    "retrain-ab-no-stickiness",
+    "retrain-ab-no-route",
+    "retrain-shadow-serverless",
+    "retrain-ab-serverless",
+    "retrain-shadow-gateway-no-route",
+    "retrain-schedule",
+    "retrain-cooldown",
+    "retrain-timeout",
+    "retrain-env-name",
+    "retrain-attempts",
+    "retrain-kind",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECOND_LINE))
+def test_the_operator_refuses_them_too(case: str) -> None:
+    """The pydantic checks stay the second line, for objects stored before a rule existed."""
+    spec = next(spec for name, spec, _ in INVALID if name == case)
+    with pytest.raises(DataValidationError, match=r"invalid ModelDeployment spec: spec\.\S*"):
+        parse_spec(model_deployment("x", "1", **spec)["spec"])
 
 
 def test_kubectl_explain_documents_fields(cluster: Cluster, kube_apiserver) -> None:

@@ -21,10 +21,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OWNER = Owner("ml", "web", "uid-1")
 
 
-def spec_for(version: str = "1", **retraining: object):
+def spec_for(version: str = "1", _rollout=None, _mode="RawDeployment", _routing=False, **retraining: object):
     return parse_spec(
         {
             "model": {"name": "sentiment", "version": version, "storageUri": f"s3://m/sentiment/{version}"},
+            "rollout": _rollout or {},
+            "deploymentMode": _mode,
+            "routing": {"parentRef": {"name": "gw"}} if _routing else {},
             "retraining": {"cooldown": "10m", "maxAttempts": 2, "job": {"args": ["--quick"]}, **retraining},
         }
     )
@@ -185,8 +188,15 @@ def test_rollout_none_publishes_only_and_candidate_strategies_need_their_setting
     better = TrainingResult("2", "s3://m/sentiment/2", True, "better", 0.9)
     d = follow(started(spec), spec, seen("web-retrain-1-1", "succeeded"), better)
     assert d.reason == "CandidatePublished" and not d.offer
-    with pytest.raises(DataValidationError, match=r"retraining\.rollout ABTest needs"):
+    with pytest.raises(DataValidationError, match=r"retraining\.rollout ABTest needs rollout\.abTest\.stickiness"):
         spec_for(rollout="ABTest")
+    with pytest.raises(DataValidationError, match=r"retraining\.rollout ABTest splits .* set routing\.parentRef"):
+        spec_for(rollout="ABTest", _rollout={"abTest": {"stickiness": {"header": "x-user"}}})
+    with pytest.raises(DataValidationError, match=r"retraining\.rollout Shadow with shadow\.mirrorBy Gateway needs"):
+        spec_for(rollout="Shadow", _rollout={"shadow": {"mirrorBy": "Gateway"}})
+    with pytest.raises(DataValidationError, match=r"retraining\.rollout Shadow needs deploymentMode RawDeployment"):
+        spec_for(rollout="Shadow", _mode="Serverless")
+    assert spec_for(rollout="Shadow", _rollout={"shadow": {"mirrorBy": "Gateway"}}, _routing=True).retraining
 
 
 def test_the_job_is_owned_labelled_and_tagged_for_the_operator():
