@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     loop.add_argument("--feedback-deployment", help="namespace/name whose prediction_logs feedback is used")
     loop.add_argument("--retraining-job", help="namespace/job: tags the run so the operator finds its version")
+    loop.add_argument(
+        "--promote-champion",
+        metavar="NAMESPACE/JOB",
+        help="train nothing: the version that retraining Job registered becomes champion (the loop promoted it)",
+    )
     return parser
 
 
@@ -110,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("alembic", "urllib3", "botocore", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if flags.get("promote_champion"):
+            return _promote_champion(flags)
         from training_job.config import build_config
         from training_job.pipeline import run
 
@@ -120,4 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result.summary())
+    return 0
+
+
+def _promote_champion(flags: dict[str, Any]) -> int:
+    """--promote-champion: the MLflow alias (and is_champion) move to the promoted candidate; nothing is trained."""
+    from mlcore.config import get_settings
+    from mlcore.db import create_db_engine
+    from training_job.challenger import promote_champion
+    from training_job.tracking import Tracker
+
+    settings = get_settings()
+    tracker = Tracker(flags.get("tracking_uri") or settings.effective_tracking_uri, settings.mlflow_experiment)
+    engine = create_db_engine(settings=settings)
+    try:
+        print(promote_champion(engine, flags["promote_champion"], tracker.set_champion))
+    finally:
+        engine.dispose()
     return 0

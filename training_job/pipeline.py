@@ -411,7 +411,8 @@ class TrainingRun:
             metrics=evaluation.metrics | {"train_samples_per_second": outcome.train_samples_per_second},
             model_version=published.version,
             storage_uri=published.storage_uri,
-            is_champion=champion,
+            # A retraining candidate is only offered: it becomes champion when the operator promotes it.
+            is_champion=champion and not challenger.in_loop(self.config.extra),
             tags={"mlflow_model_version": registry_version, "champion_decision": decision.reason if decision else None},
         )
         self.recorder.set_dataset_metrics_version(run_id, published.version)
@@ -556,6 +557,7 @@ class TrainingRun:
             metrics["accuracy"],
             data.test_hash,
             rescore=lambda directory: _score_model_dir(directory, data.test, config),
+            take_alias=not challenger.in_loop(config.extra),
         )
         return registry_version, decision
 

@@ -115,6 +115,11 @@ class Tracker:
         except MlflowException:
             return None
 
+    def set_champion(self, name: str, version: str, why: str) -> None:
+        """Move alias champion to `version` (idempotent), saying why on the version."""
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        self.client.set_model_version_tag(name, version, "champion_by", why)
+
     def download_version(self, source: str) -> Path:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tempfile.mkdtemp(prefix="mlp-")))
 
@@ -125,11 +130,15 @@ class Tracker:
         accuracy: float,
         split_hash: str,
         rescore: Callable[[Path], float],
+        take_alias: bool = True,
     ) -> ChampionDecision:
         """Promote `version` to champion when there is none or it has a higher test accuracy on this split.
 
         The champion's own figure is used when it was measured on the same test split (same hash); otherwise the
         champion is downloaded and scored again on this run's test split, so the comparison is always like for like.
+        With `take_alias` False (a run of the operator's retraining loop) the verdict is recorded and the alias left
+        where it is: the loop moves it only once the candidate is promoted (`set_champion`), so a candidate its
+        rollout rolls back never holds it.
         """
         champion = self.current_champion(name)
         if champion is None:
@@ -153,10 +162,10 @@ class Tracker:
                 champion_accuracy,
                 split_hash,
             )
-        if decision.promoted:
+        if decision.promoted and take_alias:
             self.client.set_registered_model_alias(name, CHAMPION, version)
         self.client.set_model_version_tag(name, version, "champion_decision", decision.reason)
-        self.set_tags({"champion_decision": decision.reason, "promoted_to_champion": decision.promoted})
+        self.set_tags({"champion_decision": decision.reason, "promoted_to_champion": decision.promoted and take_alias})
         self.log_dict(decision.as_dict(), "champion_decision.json")
         logger.info("champion decision for %s v%s: %s", name, version, decision.reason)
         return decision

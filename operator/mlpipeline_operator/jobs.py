@@ -1,4 +1,5 @@
-"""Render the retraining loop's batch/v1 Job (pure), and read a Job's end from its status."""
+"""Render the retraining loop's batch/v1 Jobs (pure): a training attempt, and the champion move after a
+promotion; read a Job's end from its status."""
 
 from __future__ import annotations
 
@@ -28,6 +29,43 @@ def render_job(
     args = [*job.args, "--model-name", spec.model.name, "--retraining-job", f"{owner.namespace}/{name}"]
     if retraining.include_feedback:
         args += ["--include-feedback", "--feedback-deployment", owner.deployment_id]
+    container = _container(owner, spec, defaults, training_image, args, job.resources)
+    # backoffLimit 0: the operator retries, after the cooldown, up to maxAttempts.
+    return _job(owner, spec, name, loop, container, backoff=0, deadline=int(job.timeout_delta.total_seconds()))
+
+
+# Moving an alias: a small pod, retried by the Job controller (MLflow may be briefly unreachable).
+CHAMPION_RESOURCES = {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def render_champion_job(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    name: str,
+    training_job: str,
+    loop: int,
+    defaults: Defaults,
+    training_image: str,
+) -> dict[str, Any]:
+    """After a promotion: the training image with `--promote-champion <namespace>/<training Job>` moves the MLflow
+    alias champion to the version that Job registered. Same image, env and Secrets as the training run, so it
+    reaches the same MLflow and database; the operator itself needs no MLflow access."""
+    args = ["--promote-champion", f"{owner.namespace}/{training_job}"]
+    container = _container(owner, spec, defaults, training_image, args, CHAMPION_RESOURCES)
+    return _job(owner, spec, name, loop, container, backoff=3, deadline=600)
+
+
+def _container(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    defaults: Defaults,
+    training_image: str,
+    args: list[str],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    retraining = spec.retraining
+    assert retraining is not None
+    job = retraining.job
     database = spec.database_secret_ref.name if spec.database_secret_ref else defaults.database_secret
     storage = spec.storage_secret_ref.name if spec.storage_secret_ref else defaults.storage_secret
     container: dict[str, Any] = {
@@ -35,7 +73,7 @@ def render_job(
         "image": job.image or training_image,
         "args": args,
         "env": [{"name": e.name, "value": e.value} for e in job.env],
-        "resources": job.resources,
+        "resources": resources,
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -45,13 +83,27 @@ def render_job(
     env_from = [{"secretRef": {"name": s}} for s in dict.fromkeys(x for x in (database, storage) if x)]
     if env_from:
         container["envFrom"] = env_from
+    return container
+
+
+def _job(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    name: str,
+    loop: int,
+    container: dict[str, Any],
+    *,
+    backoff: int,
+    deadline: int,
+) -> dict[str, Any]:
+    assert spec.retraining is not None
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
     }
-    if job.service_account_name:
-        pod["serviceAccountName"] = job.service_account_name
+    if spec.retraining.job.service_account_name:
+        pod["serviceAccountName"] = spec.retraining.job.service_account_name
     labels = job_labels(owner, loop)
     return {
         "apiVersion": "batch/v1",
@@ -63,8 +115,8 @@ def render_job(
             "ownerReferences": [owner_reference(owner)],
         },
         "spec": {
-            "backoffLimit": 0,  # the operator retries, after the cooldown, up to maxAttempts
-            "activeDeadlineSeconds": int(job.timeout_delta.total_seconds()),
+            "backoffLimit": backoff,
+            "activeDeadlineSeconds": deadline,
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }

@@ -5,7 +5,8 @@ Idle --(open matching alerts or the schedule, no rollout running, cooldown over)
 Training --Job failed--> Waiting (cooldown) --> Training (attempt + 1) ... --> GaveUp after maxAttempts
 Training --Job succeeded, challenger worse than the champion--> Idle (outcome not_offered, cooldown)
 Training --Job succeeded, candidate offered--> RollingOut (spec.model moved to the candidate) --> Idle with outcome
-promoted (the alerts it answers resolved: see `Resolution`) or rolled_back (alerts stay open, cooldown).
+promoted (the alerts it answers resolved: see `Resolution`; a Job moves the MLflow alias champion to it) or
+rolled_back (alerts stay open, the champion stays, cooldown).
 Training --a Job of that name exists that this ModelDeployment does not own--> a failed attempt (never adopted).
 Alerts arriving while a loop runs start nothing: only Idle starts a loop.
 """
@@ -82,13 +83,22 @@ class LoopDecision:
     changed: bool = True
     create_job: bool = False  # create the Job retraining.job_name (409: already there, adopted)
     delete_job: str | None = None  # the previous attempt's Job
+    champion_job: str | None = None  # create this Job: the promoted candidate becomes the MLflow champion
     offer: bool = False  # move spec.model to the candidate
     resolve: Resolution | None = None
     records: tuple[Record, ...] = field(default_factory=tuple)
 
 
 def job_name(deployment: str, loop: int, attempt: int) -> str:
-    suffix = f"-retrain-{loop}-{attempt}"
+    return _named(deployment, f"-retrain-{loop}-{attempt}")
+
+
+def champion_job_name(deployment: str, loop: int) -> str:
+    """The Job that makes a promoted candidate the MLflow champion (training_job --promote-champion)."""
+    return _named(deployment, f"-retrain-{loop}-champion")
+
+
+def _named(deployment: str, suffix: str) -> str:
     return deployment[: _JOB_NAME_MAX - len(suffix)].rstrip("-.") + suffix
 
 
@@ -118,8 +128,12 @@ def _job_record(r: Retraining, stable: str, outcome: str, ended: bool = False, r
     )
 
 
-def _candidate_record(r: Retraining, result: TrainingResult, outcome: str, ended: bool = False) -> Record:
+def _candidate_record(
+    r: Retraining, result: TrainingResult, outcome: str, ended: bool = False, champion_job: str | None = None
+) -> Record:
     metrics = {"job": r.job_name, "offered": result.offered, "reason": result.reason, "accuracy": result.accuracy}
+    if champion_job:
+        metrics["championJob"] = champion_job
     return Record(
         f"{loop_id(r)}-candidate",
         "retraining",
@@ -293,9 +307,12 @@ def _attempt_failed(
     return LoopDecision(waiting, "RetrainingFailed", message, "Warning", records=(record,))
 
 
-def follow_rollout(r: Retraining, spec: ModelDeploymentSpec, state: RolloutState, now: datetime) -> LoopDecision:
+def follow_rollout(
+    r: Retraining, spec: ModelDeploymentSpec, state: RolloutState, now: datetime, name: str
+) -> LoopDecision:
     """RollingOut: spec.model names the candidate (moved again if a crash came between); the rollout's end ends
-    the loop: promoted resolves the alerts it answers (`Resolution`), anything else leaves them open."""
+    the loop: promoted resolves the alerts it answers (`Resolution`) and makes the candidate the MLflow champion
+    (a Job of the training image: the training run left the alias where it was), anything else leaves both."""
     loop = spec.retraining
     assert loop is not None
     if r.phase != LoopPhase.ROLLING_OUT or r.candidate_version is None:
@@ -304,15 +321,20 @@ def follow_rollout(r: Retraining, spec: ModelDeploymentSpec, state: RolloutState
     result = TrainingResult(version, uri, True, r.message)
     if state.stable and state.stable.version == version and state.phase == Phase.SUCCEEDED:
         rollout = state.stable.rollout_id
-        message = f"candidate version {version} promoted (rollout {rollout}); alerts resolved"
+        champion = champion_job_name(name, r.loop)
+        message = (
+            f"candidate version {version} promoted (rollout {rollout}); alerts resolved; "
+            f"Job {champion} makes it the MLflow champion"
+        )
         done = _ended(r, loop, now, "promoted", message)
         kinds = loop.on_alerts.kinds if loop.on_alerts is not None else ()
         return LoopDecision(
             done,
             "RetrainingPromoted",
             message,
+            champion_job=champion,
             resolve=Resolution(r.alert_ids, tuple(kinds), version, now),
-            records=(_candidate_record(r, result, "promoted", ended=True),),
+            records=(_candidate_record(r, result, "promoted", ended=True, champion_job=champion),),
         )
     ended = next((h for h in reversed(state.history) if h.get("version") == version), None)
     if ended is not None and ended.get("outcome") != "promoted" and state.phase not in BUSY:

@@ -7,7 +7,7 @@ timer needs no listener, no credentials for one and no replay after a restart; s
 The Jobs' ends come from a kopf index over the operator's Jobs (the watch), so `follow_retraining` reads the API
 only when the index has not seen a Job it expects.
 
-Every step applies in the handlers' fixed order: Job (create/delete) -> alerts -> model_deployments rows -> status
+Every step applies in the handlers' fixed order: Jobs (create/delete) -> alerts -> model_deployments rows -> status
 -> spec.model -> Event. Each is idempotent (the Job name is deterministic, a 409 adopts the Job when this
 ModelDeployment owns it and fails the attempt when it does not; rows are upserted; an alert is resolved once), so
 a restarted operator converges without a second Job or record.
@@ -25,7 +25,7 @@ import kopf
 from mlcore.errors import DatabaseError, DataValidationError
 from mlpipeline_operator import GROUP, LABEL_MANAGED_BY, LABEL_ROLE, MANAGER, PLURAL, VERSION, decisions, loop, metrics
 from mlpipeline_operator.config import OperatorConfig
-from mlpipeline_operator.jobs import ROLE, job_seen, render_job
+from mlpipeline_operator.jobs import ROLE, job_seen, render_champion_job, render_job
 from mlpipeline_operator.loop import JobSeen, LoopDecision
 from mlpipeline_operator.loop_records import open_alerts, resolve_alerts, training_result
 from mlpipeline_operator.records import record
@@ -95,6 +95,12 @@ def _commit(
         if not runtime.kube.create_job(job):
             # A restarted operator finds its own Job; one it does not own is refused when the Job is followed.
             log.info("Job %s/%s exists already: followed if this ModelDeployment owns it", namespace, r.job_name)
+    if decision.champion_job and r.job_name:
+        champion = render_champion_job(
+            owner, spec, decision.champion_job, r.job_name, r.loop, runtime.defaults, runtime.config.training_image
+        )
+        if not runtime.kube.create_job(champion):  # a re-run after a crash: made already
+            log.info("Job %s/%s exists already", namespace, decision.champion_job)
     if decision.resolve is not None:
         reference = {
             "deployment": owner.deployment_id,
@@ -156,7 +162,7 @@ def follow_retraining(
             if job is not None and job.result == "succeeded" and job.owned_by(uid):  # a foreign Job's run is not ours
                 result = training_result(runtime.engine, f"{namespace}/{r.job_name}")
             return loop.follow_job(r, md, job, result, moment, uid)
-        return loop.follow_rollout(r, md, state, moment)
+        return loop.follow_rollout(r, md, state, moment, name)
 
     _act(runtime, namespace, name, "retraining_follow", decide)
 

@@ -238,7 +238,13 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
         running = OperatorThread(loop_config, engine).start()
         time.sleep(1.5)
         assert loop_rows(engine, did) == before and retraining(cluster, "loop") == final
-        assert jobs(cluster) == ["loop-retrain-1-1"]
+        # The promotion's one Job: the training image moves the MLflow alias champion to the candidate.
+        assert jobs(cluster) == ["loop-retrain-1-1", "loop-retrain-1-champion"]
+        champion = job(cluster, "loop-retrain-1-champion")
+        assert champion.metadata.owner_references[0].uid == cluster.get("loop")["metadata"]["uid"]
+        (moves,) = champion.spec.template.spec.containers
+        assert moves.image == "registry.example/train:1"
+        assert moves.args == ["--promote-champion", f"{cluster.namespace}/loop-retrain-1-1"]
 
         resolved = alert(engine, alert_id)
         assert resolved.resolved and resolved.resolved_at is not None
@@ -260,7 +266,8 @@ def test_alert_to_job_to_candidate_to_rollout_to_promotion(
         assert (rollout_id, "stable", "2", True, 100, "promoted") in rows
         reasons = {r for r, _ in cluster.events("loop")}
         assert {"RetrainingStarted", "CandidateOffered", "CanaryStarted", "Promoted", "RetrainingPromoted"} <= reasons
-        assert jobs(cluster) == ["loop-retrain-1-1"]  # the finished Job stays for its logs; no second one
+        # The finished Jobs stay for their logs; no second one of either.
+        assert jobs(cluster) == ["loop-retrain-1-1", "loop-retrain-1-champion"]
         print("\nstatus.retraining:", final)
         print("model_deployments:", *rows, sep="\n  ")
         print("stage seconds:", {k: round(v, 1) for k, v in timings.items()})
@@ -423,7 +430,7 @@ def test_restarts_while_the_candidate_rolls_out_and_while_it_is_promoted_repeat_
             ]
         )
         assert ("retrain-1-candidate", "retraining", "2", False, 0, "promoted") in loop_rows(engine, did)
-        assert jobs(cluster) == ["roll-retrain-1-1"]
+        assert jobs(cluster) == ["roll-retrain-1-1", "roll-retrain-1-champion"]
         reasons = [r for r, _ in cluster.events("roll")]
         assert reasons.count("RetrainingStarted") == 1 and reasons.count("RetrainingPromoted") == 1
     finally:
@@ -542,5 +549,24 @@ def test_a_failure_while_the_promotion_is_recorded_is_repeated_not_lost(
         assert len(calls) >= 2
         assert alert(engine, alert_id).resolved
         assert ("retrain-1-candidate", "retraining", "2", False, 0, "promoted") in loop_rows(engine, did)
+        assert jobs(cluster) == ["flap-retrain-1-1", "flap-retrain-1-champion"]  # made once, though tried twice
     finally:
         running.stop()
+
+
+def test_a_rolled_back_candidate_leaves_the_alerts_open_and_the_champion_where_it_was(
+    cluster: Cluster, loop_operator: OperatorThread, engine: Engine
+) -> None:
+    did = f"{cluster.namespace}/back"
+    deploy(cluster, "back")
+    log_predictions(engine, did, "stable", "1", 100)
+    alert_id = raise_alert(engine, did)
+    offer_candidate(cluster, engine, "back", alert_id)
+    cluster.make_ready("back-canary")
+    log_predictions(engine, did, "canary", "2", 40, errors=20)  # 50% errors: fails maxErrorRate twice
+    done = wait_loop(cluster, "back", "Idle", outcome="rolled_back")
+    assert "alerts stay open" in done["message"] and cluster.status("back")["stable"]["version"] == "1"
+    assert not alert(engine, alert_id).resolved
+    assert ("retrain-1-candidate", "retraining", "2", False, 0, "rolled_back") in loop_rows(engine, did)
+    time.sleep(1.0)
+    assert jobs(cluster) == ["back-retrain-1-1"]  # no champion Job: MLflow's champion stays the serving version

@@ -9,7 +9,7 @@ import pytest
 
 from mlcore.errors import DataValidationError
 from mlpipeline_operator import decisions, loop
-from mlpipeline_operator.jobs import job_seen, render_job
+from mlpipeline_operator.jobs import job_seen, render_champion_job, render_job
 from mlpipeline_operator.loop import Alert, JobSeen, TrainingResult
 from mlpipeline_operator.render import Defaults, Owner
 from mlpipeline_operator.spec import parse_spec
@@ -143,17 +143,19 @@ def test_an_offered_candidate_rolls_out_and_promotion_resolves_the_alerts():
     rolling = roundtrip(offered.retraining)
     assert (rolling.phase, rolling.candidate_version) == ("RollingOut", "2")
     # A crash between the status and the spec patch: the spec is moved again.
-    assert loop.follow_rollout(rolling, spec, SERVING, T0).offer
+    assert loop.follow_rollout(rolling, spec, SERVING, T0, "web").offer
     moved = spec_for("2")
     progressing = replace(SERVING, phase=Phase.PROGRESSING)
-    assert not loop.follow_rollout(rolling, moved, progressing, T0).changed
+    assert not loop.follow_rollout(rolling, moved, progressing, T0, "web").changed
     promoted = replace(SERVING, stable=Stable("2", "s3://m/sentiment/2", "g2-v2"))
-    done = loop.follow_rollout(rolling, moved, promoted, T0)
-    assert done.reason == "RetrainingPromoted"
+    done = loop.follow_rollout(rolling, moved, promoted, T0, "web")
+    assert done.reason == "RetrainingPromoted" and done.champion_job == "web-retrain-1-champion"
+    assert "Job web-retrain-1-champion makes it the MLflow champion" in done.message
     # The trigger alerts, and the open alerts of the kinds the loop handles that do not name the promoted version.
     assert done.resolve == loop.Resolution((7,), ("drift", "performance"), "2", T0)
     assert (done.retraining.phase, done.retraining.outcome) == ("Idle", "promoted")
     assert [(x.rollout_id, x.outcome) for x in done.records] == [("retrain-1-candidate", "promoted")]
+    assert done.records[0].metrics["championJob"] == "web-retrain-1-champion"
 
 
 def test_a_job_of_that_name_this_deployment_does_not_own_is_never_adopted():
@@ -178,8 +180,8 @@ def test_a_rolled_back_candidate_leaves_the_alerts_open():
     spec = spec_for("2")
     rolling = Retraining("RollingOut", 1, 1, "alerts", (7,), "web-retrain-1-1", "2", "s3://m/sentiment/2")
     back = replace(SERVING, phase=Phase.ROLLED_BACK).with_history("g2-v2", "2", "rolled_back", T0, "3 failed checks")
-    d = loop.follow_rollout(rolling, spec, back, T0)
-    assert d.reason == "RetrainingRolledBack" and d.resolve is None
+    d = loop.follow_rollout(rolling, spec, back, T0, "web")
+    assert d.reason == "RetrainingRolledBack" and d.resolve is None and d.champion_job is None
     assert (d.retraining.outcome, d.retraining.cooldown_until) == ("rolled_back", T0 + timedelta(minutes=10))
 
 
@@ -187,7 +189,7 @@ def test_rollout_none_publishes_only_and_candidate_strategies_need_their_setting
     spec = spec_for(rollout="None")
     better = TrainingResult("2", "s3://m/sentiment/2", True, "better", 0.9)
     d = follow(started(spec), spec, seen("web-retrain-1-1", "succeeded"), better)
-    assert d.reason == "CandidatePublished" and not d.offer
+    assert d.reason == "CandidatePublished" and not d.offer and d.champion_job is None
     with pytest.raises(DataValidationError, match=r"retraining\.rollout ABTest needs rollout\.abTest\.stickiness"):
         spec_for(rollout="ABTest")
     with pytest.raises(DataValidationError, match=r"retraining\.rollout ABTest splits .* set routing\.parentRef"):
@@ -217,6 +219,13 @@ def test_the_job_is_owned_labelled_and_tagged_for_the_operator():
         "--feedback-deployment",
         "ml/web",
     ]
+    champion = render_champion_job(OWNER, spec, "web-retrain-1-champion", "web-retrain-1-1", 1, Defaults(), "t:1")
+    (moves,) = champion["spec"]["template"]["spec"]["containers"]
+    assert moves["args"] == ["--promote-champion", "ml/web-retrain-1-1"] and moves["image"] == "t:1"
+    assert champion["metadata"]["ownerReferences"] == job["metadata"]["ownerReferences"]
+    assert champion["metadata"]["labels"] == job["metadata"]["labels"] and champion["spec"]["backoffLimit"] == 3
+    assert loop.champion_job_name("x" * 80, 3).endswith("-retrain-3-champion")
+    assert len(loop.champion_job_name("x" * 80, 3)) == 63
     complete = {"metadata": {"name": "j"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     assert job_seen(job).owners == OURS and job_seen(job).owned_by("uid-1") and not job_seen(complete).owners
     failed = {

@@ -106,3 +106,47 @@ def test_loop_flags_reach_the_config() -> None:
     assert config.extra == {"include_feedback": True, "feedback_deployment": "ml/web", "retraining_job": "ml/j"}
     with pytest.raises(ConfigurationError, match="--feedback-deployment"):
         build_config(Settings(), parse_flags(["--include-feedback"]))
+
+
+def _finished(recorder: RunRecorder, run_id: str, job: str | None, registry_version: str | None, champion: bool):
+    recorder.start(
+        run_id,
+        experiment_name="e",
+        run_name=run_id,
+        params={},
+        registered_model_name="sentiment",
+        tags=challenger.run_tags({"retraining_job": job} if job else {}),
+    )
+    recorder.finish(
+        run_id,
+        "FINISHED",
+        model_version=run_id,
+        storage_uri=f"s3://m/{run_id}",
+        is_champion=champion,
+        tags={"mlflow_model_version": registry_version},
+    )
+
+
+def test_a_promoted_candidate_becomes_champion_only_when_the_loop_promotes_it(settings: Settings) -> None:
+    engine = create_db_engine(settings=settings)
+    recorder = RunRecorder(engine)
+    _finished(recorder, "v1", None, "1", champion=True)  # a manual run: champion at once
+    _finished(recorder, "v2", "ml/web-retrain-1-1", "2", champion=False)  # a loop's candidate: offered only
+    moved: list[tuple[str, str, str]] = []
+
+    def champions() -> list[str]:
+        with session_scope(engine) as session:
+            return list(session.scalars(select(ExperimentRun.run_id).where(ExperimentRun.is_champion.is_(True))))
+
+    assert champions() == ["v1"]
+    said = challenger.promote_champion(engine, "ml/web-retrain-1-1", lambda *a: moved.append(a))
+    assert said == "sentiment version 2 (run v2) is champion" and champions() == ["v2"]
+    assert moved == [("sentiment", "2", "promoted by the operator's retraining loop (ml/web-retrain-1-1)")]
+    challenger.promote_champion(engine, "ml/web-retrain-1-1", lambda *a: moved.append(a))  # a re-run: the same
+    assert champions() == ["v2"] and moved[1] == moved[0]
+    with pytest.raises(ConfigurationError, match="no finished run of retraining Job ml/web-retrain-9-1"):
+        challenger.promote_champion(engine, "ml/web-retrain-9-1", lambda *a: moved.append(a))
+    _finished(recorder, "v3", "ml/web-retrain-2-1", None, champion=False)  # --no-register: nothing to move
+    with pytest.raises(ConfigurationError, match="registered no MLflow model version"):
+        challenger.promote_champion(engine, "ml/web-retrain-2-1", lambda *a: moved.append(a))
+    assert len(moved) == 2 and parse_flags(["--promote-champion", "ml/j"])["promote_champion"] == "ml/j"
