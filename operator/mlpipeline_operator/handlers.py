@@ -392,8 +392,15 @@ def delete_children_and_retire_rows(memo: kopf.Memo, namespace: str, name: str, 
             retired = retire_all(runtime.engine, f"{namespace}/{name}")
         except DatabaseError as exc:
             raise kopf.TemporaryError(f"{exc}; retrying", delay=5) from exc
-        deleted = runtime.kube.delete_children(namespace, name)
-        deleted += runtime.kube.delete_jobs(namespace, name)  # a retraining Job mid-loop goes with it
+        try:
+            deleted = runtime.kube.delete_children(namespace, name)
+            deleted += runtime.kube.delete_jobs(namespace, name)  # a retraining Job mid-loop goes with it
+        except ApiException as exc:
+            # Retried soon (idempotent: a child already gone is skipped), not after kopf's 60 s default backoff:
+            # the finalizer holds the deletion until this succeeds.
+            raise kopf.TemporaryError(
+                f"Kubernetes API error {exc.status} deleting children; retrying", delay=5
+            ) from exc
     runtime.forget(f"{namespace}/{name}")
     with contextlib.suppress(KeyError):  # never labelled if it never got that far
         metrics.CANARY_WEIGHT.remove(namespace, name)
