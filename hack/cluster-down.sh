@@ -32,7 +32,7 @@ if alive containerd; then
   for task in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$task" >/dev/null 2>&1 || true; done
   for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
 fi
-stop containerd kube-apiserver etcd
+stop containerd coredns kube-apiserver etcd
 # Shims of our containerd outlive it; they are ours by the socket they were given.
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTR_SOCK" || true); do kill -9 "$pid" 2>/dev/null || true; done
 # Mounts left below our state (token tmpfs, sandbox shm, rootfs overlays), deepest first.

@@ -2,8 +2,9 @@
 # Bring up a single-node Kubernetes cluster of real components on this machine (kind needs node, CNI and
 # storage images from a registry; this needs none):
 #   etcd + kube-apiserver (hack/build-{etcd,kube-apiserver}.sh), kube-controller-manager, kube-scheduler, kubelet,
-#   kube-proxy (hack/build-kube-node.sh, same pinned version), Debian's containerd with its own root, state and
-#   socket (CRI plugin), Debian's CNI bridge + host-local on the private bridge $BRIDGE, a locally built pause image.
+#   kube-proxy (hack/build-kube-node.sh, same pinned version), CoreDNS (hack/build-coredns.sh) as the cluster DNS,
+#   Debian's containerd with its own root, state and socket (CRI plugin), Debian's CNI bridge + host-local on the
+#   private bridge $BRIDGE, a locally built pause image.
 # Idempotent: does nothing while the cluster it started is up. Prints the admin kubeconfig path on stdout.
 # Stop it with hack/cluster-down.sh (it stops only what this script started).
 source "$(dirname "$0")/cluster-env.sh"
@@ -17,6 +18,7 @@ bash "$here/docker-up.sh"
 bash "$here/build-etcd.sh"
 bash "$here/build-kube-apiserver.sh"
 bash "$here/build-kube-node.sh"
+bash "$here/build-coredns.sh"
 pause_image=$(bash "$here/build-pause-image.sh")
 mkdir -p "$RUN"/{pids,logs,pki,cni/net.d,cni/ipam,kubelet} "$CTR_ROOT"
 
@@ -103,6 +105,26 @@ start kube-apiserver "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etc
   --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --allow-privileged=true --v=1
 wait_for kube-apiserver 90 kubectl_ get --raw /readyz
 
+# ---- DNS: CoreDNS's kubernetes plugin on the node IP (what kube-dns is elsewhere), the rest to the host's resolver;
+# a node process like the control plane, so it needs no image. kubelet points every pod at it (clusterDNS).
+dns_ready=$(free_port)
+cat > "$RUN/Corefile" <<COREFILE
+.:53 {
+    bind $NODE_IP
+    errors
+    ready 127.0.0.1:$dns_ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $KUBECONFIG_ADMIN mlp
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    forward . /etc/resolv.conf
+    cache 30
+}
+COREFILE
+start coredns "$BIN/coredns" -conf "$RUN/Corefile"
+wait_for coredns 60 curl -sf "http://127.0.0.1:$dns_ready/ready"
+
 cat > "$RUN/containerd.toml" <<TOML
 version = 2
 root = "$CTR_ROOT"
@@ -156,6 +178,7 @@ authentication:
   x509: {clientCAFile: $pki/ca.crt}
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
+clusterDNS: [$NODE_IP]
 failSwapOn: false
 resolvConf: /etc/resolv.conf
 # Images are imported, never pulled: keep them however full the disk gets; evict only when nearly out.
@@ -188,9 +211,9 @@ wait_for "node $NODE_NAME Ready" 120 kubectl_ wait --for=condition=Ready "node/$
 # The pods' peak is measured from here (the kubepods cgroup outlives a previous cluster).
 echo 0 > /sys/fs/cgroup/memory/kubepods/memory.max_usage_in_bytes 2>/dev/null || true
 wait_for "default service account" 60 kubectl_ get serviceaccount default -n default
-for name in etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy; do
+for name in etcd kube-apiserver coredns containerd kube-controller-manager kube-scheduler kubelet kube-proxy; do
   alive "$name" || { tail -n 30 "$RUN/logs/$name.log" >&2; die "$name exited"; }
 done
-log "cluster up in $((SECONDS - began))s: node $NODE_NAME ($NODE_IP), pods $POD_CIDR, services $SERVICE_CIDR"
+log "cluster up in $((SECONDS - began))s: node $NODE_NAME ($NODE_IP), pods $POD_CIDR, services $SERVICE_CIDR, DNS $NODE_IP (cluster.local)"
 log "kubectl --kubeconfig $KUBECONFIG_ADMIN get nodes"
 echo "$KUBECONFIG_ADMIN"

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.fixtures.models import publish_tiny_model
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.s3 import S3Server
 
 TOOLS = Path(os.environ.get("MLP_TOOLS_DIR", Path.home() / ".cache/ml-pipeline/tools")) / "bin"
 KUBECONFIG = Path(
@@ -22,6 +28,9 @@ KUBECONFIG = Path(
 NODE_IP = os.environ.get("MLP_NODE_IP", "10.217.0.1")
 POD_PREFIX = os.environ.get("MLP_POD_PREFIX", "10.217.")
 T = TypeVar("T")
+# The database and bucket the product uses on the node (tests/e2e/conftest.py creates them on the test servers).
+DATABASE = "mlpipeline"
+BUCKET = "mlpipeline"
 
 
 class Kubectl:
@@ -113,3 +122,96 @@ def post_when_routed(url: str, body: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(exc.reason, ConnectionRefusedError):
             return None
         raise
+
+
+@contextlib.contextmanager
+def node_forwarder(loopback_port: int) -> Iterator[int]:
+    """A port on NODE_IP (pods reach the node IP directly) forwarded by socat to a loopback-only test server."""
+    with socket.socket() as sock:
+        sock.bind((NODE_IP, 0))
+        port = int(sock.getsockname()[1])
+    forwarder = subprocess.Popen(
+        ["socat", f"TCP-LISTEN:{port},bind={NODE_IP},fork,reuseaddr", f"TCP:127.0.0.1:{loopback_port}"]
+    )
+    try:
+        yield port
+    finally:
+        forwarder.terminate()
+        forwarder.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def s3_environment(s3_server: S3Server) -> Iterator[None]:
+    """The test MinIO as the core storage's S3 (publishing goes through mlcore, as the training job's does)."""
+    env = {
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def publish(s3_server: S3Server, version: str) -> str:
+    """A tiny model published as `version` (manifest last); its URI. Every version has the same seeded weights,
+    so a healthy candidate predicts what the stable model does."""
+    with s3_environment(s3_server):
+        return publish_tiny_model(f"s3://{BUCKET}", "sentiment", version)
+
+
+def site_values(
+    kubectl: Kubectl,
+    secret: str,
+    database: tuple[str, int],
+    object_store: str,
+    postgres_server: PostgresServer,
+    s3_server: S3Server,
+) -> dict[str, Any]:
+    """Point the chart at the tests' Postgres and MinIO: creates `secret` in kubectl's namespace (the predictors get
+    it whole, envFrom) and returns the chart values that name it, as a site's values file would."""
+    host, port = database
+    kubectl(
+        "create", "secret", "generic", secret, "-n", kubectl.namespace,
+        f"--from-literal=DB_HOST={host}", f"--from-literal=DB_PORT={port}", f"--from-literal=DB_NAME={DATABASE}",
+        f"--from-literal=DB_USER={postgres_server.user}", f"--from-literal=DB_PASSWORD={postgres_server.password}",
+        f"--from-literal=S3_ENDPOINT_URL={object_store}", f"--from-literal=AWS_DEFAULT_REGION={s3_server.region}",
+        f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
+    )  # fmt: skip
+    return {
+        "config": {
+            "dbHost": host,
+            "dbPort": port,
+            "dbName": DATABASE,
+            "dbUser": postgres_server.user,
+            "s3EndpointUrl": object_store,
+            "s3Bucket": BUCKET,
+        },
+        "database": {"existingSecret": secret},
+        "s3": {"existingSecret": secret},
+    }
+
+
+def infer_url(kubectl: Kubectl, isvc: str) -> str:
+    """The v2 infer URL of an InferenceService's predictor Service (kube-proxy routes its ClusterIP from the host)."""
+    service = kubectl.get("service", f"{isvc}-predictor")
+    assert service is not None, kubectl.diagnostics()
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/v2/models/sentiment/infer"
+
+
+def infer_request(request_id: str, text: str) -> dict[str, Any]:
+    return {"id": request_id, "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+
+
+def ready_inference_service(kubectl: Kubectl, isvc: str) -> dict[str, Any] | None:
+    body = kubectl.get("inferenceservices.serving.kserve.io", isvc)
+    return body if condition(body, "Ready") == "True" else None

@@ -12,7 +12,9 @@ built images and KServe's real controller (hack/kserve-up.sh, Standard mode), in
    analyses both arms from the prediction logs the two pods wrote, steps through the weights and promotes it;
 5. a third version whose published files do not match its manifest is refused with a clear condition, and the
    promoted version keeps serving;
-6. the drift CronJob, started by hand (`kubectl create job --from=cronjob/...`), analyses the logged window against
+6. a fourth version that fails its canary gates (a latency limit no request meets) is rolled back: its
+   InferenceService goes, the promoted version serves all traffic;
+7. the drift CronJob, started by hand (`kubectl create job --from=cronjob/...`), analyses the logged window against
    the version's reference sample and writes its run.
 
 Postgres and MinIO are the tests' own throwaway servers (loopback), reached by the pods through forwarders on the
@@ -25,10 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,15 +37,20 @@ import psycopg
 import pytest
 
 from tests.e2e.cluster_support import (
-    KUBECONFIG,
-    NODE_IP,
+    BUCKET,
+    DATABASE,
     Kubectl,
     cluster_or_skip,
     condition,
+    infer_request,
+    infer_url,
     post_when_routed,
+    publish,
+    ready_inference_service,
+    s3_environment,
+    site_values,
     unavailable,
 )
-from tests.fixtures.models import publish_tiny_model
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.s3 import S3Server
 
@@ -56,9 +60,7 @@ REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "mlp-chart"
 RELEASE = "ml-pipeline"
 SECRET = "mlp-e2e-credentials"
-DATABASE = "mlpipeline"
 TAG = "0.1.0"
-BUCKET = "mlpipeline"
 MODEL_URI = f"s3://{BUCKET}/models/sentiment/1"
 TEXTS = ("A fine film.", "Dull and far too long.", "I loved every minute.", "A waste of an evening.")
 
@@ -72,81 +74,6 @@ def kubectl() -> Kubectl:
 
 
 @pytest.fixture(scope="module")
-def kserve_controller(kubectl: Kubectl) -> None:
-    """KServe's manager from hack/kserve-up.sh: without it an InferenceService is stored and never reconciled."""
-    pid_file = KUBECONFIG.parent / "pids" / "kserve-manager"
-    try:
-        alive = Path("/proc", pid_file.read_text().strip()).is_dir()
-    except OSError:
-        alive = False
-    if not alive:
-        unavailable(f"KServe's controller is not running ({pid_file}): bash hack/kserve-up.sh")
-
-
-@contextlib.contextmanager
-def node_forwarder(loopback_port: int) -> Iterator[int]:
-    """A port on NODE_IP (pods reach the node IP directly) forwarded by socat to a loopback-only test server."""
-    with socket.socket() as sock:
-        sock.bind((NODE_IP, 0))
-        port = int(sock.getsockname()[1])
-    forwarder = subprocess.Popen(
-        ["socat", f"TCP-LISTEN:{port},bind={NODE_IP},fork,reuseaddr", f"TCP:127.0.0.1:{loopback_port}"]
-    )
-    try:
-        yield port
-    finally:
-        forwarder.terminate()
-        forwarder.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def database(postgres_server: PostgresServer) -> Iterator[tuple[str, int]]:
-    postgres_server.create_database(DATABASE)
-    try:
-        with node_forwarder(postgres_server.port) as port:
-            yield NODE_IP, port
-    finally:
-        postgres_server.drop_database(DATABASE)
-
-
-@contextlib.contextmanager
-def s3_environment(s3_server: S3Server) -> Iterator[None]:
-    """The test MinIO as the core storage's S3 (publishing goes through mlcore, as the training job's does)."""
-    env = {
-        "S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_DEFAULT_REGION": s3_server.region,
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def publish(s3_server: S3Server, version: str) -> str:
-    """A tiny model published as `version` (manifest last); its URI. Every version has the same seeded weights,
-    so a healthy candidate predicts what the stable model does."""
-    with s3_environment(s3_server):
-        return publish_tiny_model(f"s3://{BUCKET}", "sentiment", version)
-
-
-@pytest.fixture(scope="module")
-def object_store(s3_server: S3Server) -> Iterator[str]:
-    """The test MinIO with version 1 published at MODEL_URI; yields the pods' endpoint URL."""
-    s3_server.make_bucket(BUCKET)
-    assert publish(s3_server, "1") == MODEL_URI
-    with node_forwarder(s3_server.port) as port:
-        yield f"http://{NODE_IP}:{port}"
-
-
-@pytest.fixture(scope="module")
 def release(
     kubectl: Kubectl,
     kserve_controller: None,
@@ -154,42 +81,27 @@ def release(
     object_store: str,
     postgres_server: PostgresServer,
     s3_server: S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
     # KServe's CRDs are hack/kserve-up.sh's (kserve_controller): the controller runs against them.
     kubectl("create", "namespace", NAMESPACE)
     try:
-        host, port = database
-        # The operator reads its settings from the chart; the predictors get this Secret whole (envFrom).
-        kubectl(
-            "create", "secret", "generic", SECRET, "-n", NAMESPACE,
-            f"--from-literal=DB_HOST={host}", f"--from-literal=DB_PORT={port}", f"--from-literal=DB_NAME={DATABASE}",
-            f"--from-literal=DB_USER={postgres_server.user}", f"--from-literal=DB_PASSWORD={postgres_server.password}",
-            f"--from-literal=S3_ENDPOINT_URL={object_store}", f"--from-literal=AWS_DEFAULT_REGION={s3_server.region}",
-            f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
-            f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
-        )  # fmt: skip
-        values = {
-            "image.pullPolicy": "Never",
-            "image.tag": TAG,
-            "config.dbHost": host,
-            "config.dbName": DATABASE,
-            "config.dbUser": postgres_server.user,
-            "database.existingSecret": SECRET,
-            "s3.existingSecret": SECRET,
-            "config.s3EndpointUrl": object_store,
-            "config.s3Bucket": BUCKET,
-            "operator.resources.limits.memory": "1Gi",
+        values = site_values(kubectl, SECRET, database, object_store, postgres_server, s3_server)
+        values |= {
+            "image": {"pullPolicy": "Never", "tag": TAG},
+            "operator": {"resources": {"limits": {"memory": "1Gi"}}},
             # The drift job, started by hand below: any few rows make a window, and it may end at "now".
-            "drift.env.DRIFT_MIN_ROWS": "8",
-            "drift.env.DRIFT_WINDOW_DELAY_S": "0",
-            "drift.resources.requests.cpu": "100m",
+            "drift": {
+                "env": {"DRIFT_MIN_ROWS": "8", "DRIFT_WINDOW_DELAY_S": "0"},
+                "resources": {"requests": {"cpu": "100m"}},
+            },
         }
-        sets = [arg for key, value in values.items() for arg in ("--set-string", f"{key}={value}")]
-        sets += ["--set", f"config.dbPort={port}"]  # an integer in the chart's schema
+        values_file = tmp_path_factory.mktemp("chart") / "values.yaml"
+        values_file.write_text(json.dumps(values))  # JSON is YAML
         try:
             kubectl.helm(
                 "install", RELEASE, str(REPO / "charts/ml-pipeline"), "-n", NAMESPACE, "--wait", "--timeout", "6m",
-                *sets, timeout=420,
+                "-f", str(values_file), timeout=420,
             )  # fmt: skip
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{kubectl.diagnostics()}") from exc
@@ -241,22 +153,6 @@ def test_modeldeployment_becomes_an_inferenceservice_kserve_admits(kubectl: Kube
     assert predictor["labels"]["mlpipeline.io/role"] == "stable", predictor
 
 
-def _infer_url(kubectl: Kubectl, isvc: str) -> str:
-    """The v2 infer URL of an InferenceService's predictor Service (kube-proxy routes its ClusterIP from the host)."""
-    service = kubectl.get("service", f"{isvc}-predictor")
-    assert service is not None, kubectl.diagnostics()
-    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/v2/models/sentiment/infer"
-
-
-def _request(request_id: str, text: str) -> dict[str, Any]:
-    return {"id": request_id, "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
-
-
-def _ready(kubectl: Kubectl, isvc: str) -> dict[str, Any] | None:
-    body = kubectl.get("inferenceservices.serving.kserve.io", isvc)
-    return body if condition(body, "Ready") == "True" else None
-
-
 def _phase(kubectl: Kubectl, wanted: str, stable: str) -> dict[str, Any] | None:
     body = kubectl.get("modeldeployments", "sentiment")
     status = (body or {}).get("status") or {}
@@ -281,13 +177,15 @@ def test_kserve_reconciles_it_into_a_predictor_that_serves_and_logs(
         "the predictor Deployment available",
         lambda: True if condition(kubectl.get("deployment", "sentiment-predictor"), "Available") == "True" else None,
     )
-    isvc = kubectl.wait("KServe reporting the InferenceService Ready", lambda: _ready(kubectl, "sentiment"), 120)
+    isvc = kubectl.wait(
+        "KServe reporting the InferenceService Ready", lambda: ready_inference_service(kubectl, "sentiment"), 120
+    )
     assert isvc["status"].get("components", {}).get("predictor") is not None, isvc["status"]
 
     # The v2 protocol through KServe's Service.
-    url = _infer_url(kubectl, "sentiment")
+    url = infer_url(kubectl, "sentiment")
     reply = kubectl.wait(
-        "the Service routing to the predictor", lambda: post_when_routed(url, _request("e2e-1", TEXTS[0])), 60, 1
+        "the Service routing to the predictor", lambda: post_when_routed(url, infer_request("e2e-1", TEXTS[0])), 60, 1
     )
     assert reply["model_name"] == "sentiment" and reply["id"] == "e2e-1", reply
     outputs = {o["name"]: o for o in reply["outputs"]}
@@ -325,12 +223,14 @@ def test_a_second_version_rolls_out_as_a_canary_and_is_promoted(
     patch = {"spec": {"model": {"name": "sentiment", "version": "2", "storageUri": uri}, "rollout": rollout}}
     kubectl("patch", "modeldeployments", "sentiment", "-n", NAMESPACE, "--type", "merge", "-p", json.dumps(patch))
 
-    canary = kubectl.wait("KServe reporting the canary Ready", lambda: _ready(kubectl, "sentiment-canary"))
+    canary = kubectl.wait(
+        "KServe reporting the canary Ready", lambda: ready_inference_service(kubectl, "sentiment-canary")
+    )
     assert canary["metadata"]["labels"]["mlpipeline.io/role"] == "canary", canary["metadata"]
     # No Gateway on this node, so the client splits: each round sends the same texts to both Services, and the
     # operator reads both arms from the rows the two pods log.
     services = {"stable": "sentiment", "canary": "sentiment-canary"}
-    urls = {role: _infer_url(kubectl, isvc) for role, isvc in services.items()}
+    urls = {role: infer_url(kubectl, isvc) for role, isvc in services.items()}
     sent = 0
 
     def promoted() -> dict[str, Any] | None:
@@ -341,7 +241,7 @@ def test_a_second_version_rolls_out_as_a_canary_and_is_promoted(
         for role, url in urls.items():
             for text in TEXTS:
                 sent += 1
-                post_when_routed(url, _request(f"e2e-{role}-{sent}", text))
+                post_when_routed(url, infer_request(f"e2e-{role}-{sent}", text))
         return None
 
     kubectl.wait("the operator promoting the canary", lambda: promoted() or _phase(kubectl, "Promoting", "2"), 420, 2)
@@ -363,10 +263,15 @@ def test_a_second_version_rolls_out_as_a_canary_and_is_promoted(
         lambda: True if kubectl.get("inferenceservices.serving.kserve.io", "sentiment-canary") is None else None,
         120,
     )
-    stable = kubectl.wait("the stable InferenceService Ready on version 2", lambda: _ready(kubectl, "sentiment"), 300)
+    stable = kubectl.wait(
+        "the stable InferenceService Ready on version 2", lambda: ready_inference_service(kubectl, "sentiment"), 300
+    )
     assert stable["metadata"]["annotations"]["mlpipeline.io/model-version"] == "2", stable["metadata"]
     kubectl.wait(
-        "the promoted predictor answering", lambda: post_when_routed(urls["stable"], _request("e2e-2", TEXTS[1])), 60, 1
+        "the promoted predictor answering",
+        lambda: post_when_routed(urls["stable"], infer_request("e2e-2", TEXTS[1])),
+        60,
+        1,
     )
     sql = "SELECT role, model_version FROM prediction_logs WHERE request_id = %s"
     rows = kubectl.wait("the promoted version's log row", lambda: _logged(postgres_server, sql, "e2e-2") or None, 60)
@@ -394,19 +299,69 @@ def test_a_version_that_does_not_match_its_manifest_is_refused(
     assert stable is not None and stable["metadata"]["annotations"]["mlpipeline.io/model-version"] == "2", stable
     events = kubectl("get", "events", "-n", NAMESPACE, "--field-selector", "involvedObject.kind=ModelDeployment")
     assert "refused" in events, events
-    url = _infer_url(kubectl, "sentiment")
-    reply = kubectl.wait("version 2 answering", lambda: post_when_routed(url, _request("e2e-3", TEXTS[2])), 60, 1)
+    url = infer_url(kubectl, "sentiment")
+    reply = kubectl.wait("version 2 answering", lambda: post_when_routed(url, infer_request("e2e-3", TEXTS[2])), 60, 1)
     assert reply["id"] == "e2e-3", reply
+
+
+def test_a_canary_that_fails_its_gates_is_rolled_back(
+    kubectl: Kubectl, release: None, postgres_server: PostgresServer, s3_server: S3Server
+) -> None:
+    uri = publish(s3_server, "4")
+    # A healthy version held to a latency limit no real request meets (0.01 ms): the canary's p95 gate fails on
+    # the first check with enough traffic, and one failed check rolls it back.
+    rollout = {
+        "strategy": "Canary",
+        "steps": [50, 100],
+        "interval": "10s",
+        "maxFailedChecks": 1,
+        "analysis": {"window": "10m", "minRequests": 8, "maxLatencyP95Ms": 0.01, "labelTest": "Off"},
+    }
+    patch = {"spec": {"model": {"name": "sentiment", "version": "4", "storageUri": uri}, "rollout": rollout}}
+    kubectl("patch", "modeldeployments", "sentiment", "-n", NAMESPACE, "--type", "merge", "-p", json.dumps(patch))
+    kubectl.wait("KServe reporting the canary Ready", lambda: ready_inference_service(kubectl, "sentiment-canary"))
+    urls = {
+        role: infer_url(kubectl, isvc) for role, isvc in {"stable": "sentiment", "canary": "sentiment-canary"}.items()
+    }
+    sent = 0
+
+    def rolled_back() -> dict[str, Any] | None:
+        nonlocal sent
+        body = _phase(kubectl, "RolledBack", "2")
+        if body is not None:
+            return body
+        for role, url in urls.items():
+            for text in TEXTS:
+                sent += 1
+                with contextlib.suppress(OSError):  # the canary's Service goes with the rollback
+                    post_when_routed(url, infer_request(f"e2e-rb-{role}-{sent}", text))
+        return None
+
+    md = kubectl.wait("the operator rolling the canary back", rolled_back, 300, 2)
+    status = md["status"]
+    assert "version 4 rolled back" in status["message"] and "p95 latency" in status["message"], status
+    assert ("4", "rolled_back") in [(h.get("version"), h.get("outcome")) for h in status.get("history", [])]
+    kubectl.wait(
+        "the canary InferenceService removed",
+        lambda: True if kubectl.get("inferenceservices.serving.kserve.io", "sentiment-canary") is None else None,
+        120,
+    )
+    stable = kubectl.get("inferenceservices.serving.kserve.io", "sentiment")
+    assert stable is not None and stable["metadata"]["annotations"]["mlpipeline.io/model-version"] == "2", stable
+    reply = kubectl.wait(
+        "version 2 answering", lambda: post_when_routed(urls["stable"], infer_request("e2e-4", TEXTS[3])), 60, 1
+    )
+    assert reply["id"] == "e2e-4", reply
 
 
 def test_the_drift_cronjob_run_by_hand_analyses_the_logged_window(
     kubectl: Kubectl, release: None, postgres_server: PostgresServer
 ) -> None:
     # Enough rows of the serving version in the window for a run (the chart's DRIFT_MIN_ROWS above).
-    url = _infer_url(kubectl, "sentiment")
+    url = infer_url(kubectl, "sentiment")
     for i in range(12):
         kubectl.wait(
-            "version 2 answering", lambda i=i: post_when_routed(url, _request(f"e2e-d{i}", TEXTS[i % 4])), 60, 1
+            "version 2 answering", lambda i=i: post_when_routed(url, infer_request(f"e2e-d{i}", TEXTS[i % 4])), 60, 1
         )
     cronjobs = json.loads(
         kubectl("get", "cronjobs", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=drift", "-o", "json")

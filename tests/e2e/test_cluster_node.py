@@ -1,7 +1,7 @@
 """The single-node cluster of hack/cluster-up.sh does real work: a pod from a locally built image is scheduled,
 started by kubelet through containerd with the CNI bridge, becomes Ready by its probe, is reachable through a
 Service (kube-proxy), reaches the API server through the `kubernetes` Service, answers exec and logs (API server to
-kubelet), and is replaced by its ReplicaSet when deleted.
+kubelet), is replaced by its ReplicaSet when deleted, and resolves Services by name (CoreDNS).
 
 Runs where that cluster is up (`.ci/run` brings it up and sets MLP_CLUSTER_KUBECONFIG); skips otherwise:
     bash hack/cluster-up.sh && bash hack/cluster-load-images.sh ml-pipeline/operator:0.1.0
@@ -123,3 +123,21 @@ def test_pod_from_local_image_runs_and_serves_through_a_service(kubectl: Kubectl
     replacement = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", f"app={APP}", "-o", "json"))["items"]
     assert [p["metadata"]["name"] for p in replacement] != [pod["metadata"]["name"]]
     assert _get_through_service(cluster_ip) == 200
+
+
+def test_pods_resolve_services_by_name(kubectl: Kubectl) -> None:
+    # Runs after the test above: its Deployment and Service are up. CoreDNS (hack/cluster-up.sh) answers for
+    # cluster.local, kubelet writes it and the namespace's search path into each pod's resolv.conf.
+    kubectl("apply", "-f", "-", stdin=_workload())
+    _rolled_out(kubectl)
+    pod = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", f"app={APP}", "-o", "json"))["items"][0]
+    web_ip = json.loads(kubectl("get", "service", "-n", NAMESPACE, APP, "-o", "json"))["spec"]["clusterIP"]
+    api_ip = json.loads(kubectl("get", "service", "-n", "default", "kubernetes", "-o", "json"))["spec"]["clusterIP"]
+    probe = (
+        "import socket, urllib.request; "
+        "print(socket.gethostbyname('kubernetes.default.svc.cluster.local')); "
+        f"print(socket.gethostbyname('{APP}')); "
+        f"print(urllib.request.urlopen('http://{APP}.{NAMESPACE}.svc/', timeout=10).status)"
+    )
+    out = kubectl("exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "python", "-c", probe)
+    assert out.split() == [api_ip, web_ip, "200"], out

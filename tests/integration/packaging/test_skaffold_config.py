@@ -75,3 +75,32 @@ def test_kind_profile_and_port_forwards(config: dict[str, Any]) -> None:
     assert all((REPO / f).is_file() for f in values_files)
     forwards = {(f["resourceName"], f["port"]) for f in config["portForward"]}
     assert {("sentiment-predictor", 80), ("ml-pipeline-mlflow", 5000), ("ml-pipeline-postgres", 5432)} <= forwards
+
+
+def test_node_profile_builds_through_hack_and_never_pushes(config: dict[str, Any]) -> None:
+    # The node profile (hack/cluster-up.sh's cluster, context "mlp"): the custom builder wraps hack/build-images.sh,
+    # so machine details stay out of the Dockerfiles; it is run for real by tests/e2e/test_skaffold_on_node.py.
+    (node,) = [p for p in config["profiles"] if p["name"] == "node"]
+    assert {"kubeContext": "mlp"} in node["activation"]
+    assert node["build"]["local"]["push"] is False
+    built = {a["image"]: a["custom"] for a in node["build"]["artifacts"]}
+    assert set(built) == set(ARTIFACTS) - {"ml-pipeline-training-job"}
+    for image, custom in built.items():
+        script, component = custom["buildCommand"].split()[1:]
+        assert (REPO / script).is_file() and image == f"ml-pipeline-{component}"
+        # What the Dockerfile copies (and the Dockerfile): a change there gives a new input-digest tag.
+        dockerfile = ARTIFACTS[image][0]
+        copied = {
+            src.rstrip("/")
+            for line in (REPO / dockerfile).read_text().splitlines()
+            if line.startswith("COPY ") and "--from" not in line
+            for src in line.split()[1:-1]
+        }
+        assert set(custom["dependencies"]["paths"]) == copied | {dockerfile}
+    patched = {p["path"]: p.get("value") for p in node["patches"]}
+    # The training image is not built there, so its overrides go.
+    assert {k for k, p in patched.items() if "training.image" in k} == {
+        f"/deploy/helm/releases/0/setValueTemplates/training.image.{f}" for f in ("repository", "tag", "digest")
+    }
+    values_files = patched["/deploy/helm/releases/0/valuesFiles"]
+    assert (REPO / values_files[0]).is_file() and "MLP_NODE_VALUES" in values_files[1]
