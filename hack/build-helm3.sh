@@ -9,16 +9,10 @@ link_dir="$TOOLS_DIR/skaffold-path"
 if have helm3 "$HELM3_VERSION"; then
   log "helm3 $HELM3_VERSION cached"
 else
-  need_go
-  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-  dir=$(cd "$work" && go mod download -json "helm.sh/helm/v3@$HELM3_VERSION" 2>"$work/get.log" |
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') || { cat "$work/get.log" >&2; die "go mod download helm v3 failed"; }
-  log "building helm3 $HELM3_VERSION (minutes on 2 cores)"
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION" \
-    -o "$TOOLS_DIR/bin/helm3.tmp" ./cmd/helm)
+  build_in_module helm3 "helm.sh/helm/v3@$HELM3_VERSION" ./cmd/helm \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
   "$TOOLS_DIR/bin/helm3.tmp" version --client --short | grep -q "^$HELM3_VERSION" || die "built helm3 does not report $HELM3_VERSION"
-  mv -f "$TOOLS_DIR/bin/helm3.tmp" "$TOOLS_DIR/bin/helm3"
-  mark helm3 "$HELM3_VERSION"
+  install_built helm3 "$HELM3_VERSION"
 fi
 mkdir -p "$link_dir"
 ln -sfn "$TOOLS_DIR/bin/helm3" "$link_dir/helm"

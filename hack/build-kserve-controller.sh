@@ -5,13 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
 have kserve-manager "$KSERVE_VERSION" && { log "kserve-manager $KSERVE_VERSION cached"; exit 0; }
-need_go
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-dir=$(cd "$work" && go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" 2>"$work/get.log" |
-  "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') || { cat "$work/get.log" >&2; die "go mod download kserve failed"; }
-log "building kserve-manager $KSERVE_VERSION (minutes on 2 cores)"
-(cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$TOOLS_DIR/bin/kserve-manager.tmp" ./cmd/manager)
+build_in_module kserve-manager "github.com/kserve/kserve@$KSERVE_VERSION" ./cmd/manager -ldflags "-s -w"
 "$TOOLS_DIR/bin/kserve-manager.tmp" --help 2>&1 | grep -q -- "-webhook-port" || die "built kserve-manager does not run"
-mv -f "$TOOLS_DIR/bin/kserve-manager.tmp" "$TOOLS_DIR/bin/kserve-manager"
-mark kserve-manager "$KSERVE_VERSION"
+install_built kserve-manager "$KSERVE_VERSION"
 echo "$TOOLS_DIR/bin/kserve-manager"

@@ -19,6 +19,24 @@ die() { log "ERROR: $*"; exit 1; }
 # need_go: the Go builds need a toolchain; say so plainly instead of failing deep inside a build.
 need_go() { command -v go >/dev/null 2>&1 || die "go is not on PATH (install Go >= the version in the module's go.mod)"; }
 
+# build_in_module NAME MODULE@VERSION PACKAGE [GO BUILD ARGS...]: `go build` PACKAGE inside the module's own
+# (read-only) directory in Go's module cache, so its go.mod, replace directives included, is the one used (they
+# apply only to the main module); the binary goes to $TOOLS_DIR/bin/NAME.tmp for the caller to check, then
+# install_built moves it in place with its version stamp.
+build_in_module() {
+  local name=$1 module=$2 package=$3; shift 3
+  local work dir
+  need_go
+  work=$(mktemp -d)
+  dir=$(cd "$work" && go mod download -json "$module" 2>"$work/get.log" |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') || { cat "$work/get.log" >&2; rm -rf "$work"; die "go mod download $module failed"; }
+  rm -rf "$work"
+  log "building $name from $module (minutes on 2 cores)"
+  (cd "$dir" && go build -trimpath "$@" -o "$TOOLS_DIR/bin/$name.tmp" "$package")
+}
+# install_built NAME VERSION: the checked NAME.tmp becomes NAME, stamped with VERSION.
+install_built() { mv -f "$TOOLS_DIR/bin/$1.tmp" "$TOOLS_DIR/bin/$1"; mark "$1" "$2"; }
+
 # pip_download DIR SPEC: fetch one wheel (no dependencies) into DIR, reusing one already there.
 pip_download() {
   "$PY" -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check -d "$1" "$2" >&2
