@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -87,7 +88,11 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def cluster_or_skip(namespace: str) -> Kubectl:
+def cluster_or_skip(namespace: str, *, node_services: bool = False) -> Kubectl:
+    """kubectl for `namespace` on the running cluster; `node_services`: the product's pods will reach the tests'
+    Postgres and MinIO through socat forwarders on the node IP (node_forwarder), so socat is needed too."""
+    if node_services and shutil.which("socat") is None:
+        unavailable("socat is needed to reach the test Postgres from pods (hack/docker-up.sh installs it)")
     if not KUBECONFIG.is_file() or not (TOOLS / "kubectl").is_file():
         unavailable(f"no cluster from hack/cluster-up.sh ({KUBECONFIG} absent)")
     kube = Kubectl(KUBECONFIG, namespace)
@@ -215,3 +220,18 @@ def infer_request(request_id: str, text: str) -> dict[str, Any]:
 def ready_inference_service(kubectl: Kubectl, isvc: str) -> dict[str, Any] | None:
     body = kubectl.get("inferenceservices.serving.kserve.io", isvc)
     return body if condition(body, "Ready") == "True" else None
+
+
+@contextlib.contextmanager
+def release_namespace(kubectl: Kubectl, uninstall: Callable[[], object]) -> Iterator[None]:
+    """kubectl's namespace, created for one release of the chart. On the way out the ModelDeployments are deleted
+    first (the operator must still run to release their finalizers), then the release (`uninstall`, best effort),
+    then the namespace."""
+    kubectl("create", "namespace", kubectl.namespace)
+    try:
+        yield
+    finally:
+        kubectl("delete", "modeldeployments", "--all", "-n", kubectl.namespace, "--wait=false", check=False)
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            uninstall()
+        kubectl("delete", "namespace", kubectl.namespace, "--timeout=120s", check=False, timeout=150)

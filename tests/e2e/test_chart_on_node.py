@@ -26,10 +26,10 @@ MLP_E2E_REQUIRED=1, as in .ci/run).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,9 @@ from tests.e2e.cluster_support import (
     post_when_routed,
     publish,
     ready_inference_service,
+    release_namespace,
     s3_environment,
     site_values,
-    unavailable,
 )
 from tests.fixtures.postgres import PostgresServer
 from tests.fixtures.s3 import S3Server
@@ -67,10 +67,7 @@ TEXTS = ("A fine film.", "Dull and far too long.", "I loved every minute.", "A w
 
 @pytest.fixture(scope="module")
 def kubectl() -> Kubectl:
-    kube = cluster_or_skip(NAMESPACE)
-    if shutil.which("socat") is None:
-        unavailable("socat is needed to reach the test Postgres from pods (hack/docker-up.sh installs it)")
-    return kube
+    return cluster_or_skip(NAMESPACE, node_services=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +81,7 @@ def release(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
     # KServe's CRDs are hack/kserve-up.sh's (kserve_controller): the controller runs against them.
-    kubectl("create", "namespace", NAMESPACE)
-    try:
+    with release_namespace(kubectl, lambda: kubectl.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=180)):
         values = site_values(kubectl, SECRET, database, object_store, postgres_server, s3_server)
         values |= {
             "image": {"pullPolicy": "Never", "tag": TAG},
@@ -106,11 +102,6 @@ def release(
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{kubectl.diagnostics()}") from exc
         yield
-    finally:
-        kubectl("delete", "modeldeployments", "--all", "-n", NAMESPACE, "--wait=false", check=False)
-        with contextlib.suppress(AssertionError):
-            kubectl.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", timeout=180)
-        kubectl("delete", "namespace", NAMESPACE, "--timeout=120s", check=False, timeout=150)
 
 
 def test_operator_pod_is_ready_and_migrated_the_database(
@@ -200,6 +191,29 @@ def test_kserve_reconciles_it_into_a_predictor_that_serves_and_logs(
     assert condition(md, "Ready") == "True", md["status"]
 
 
+def _client_split(
+    kubectl: Kubectl, prefix: str, *, canary_may_go: bool = False
+) -> tuple[dict[str, str], Callable[[], None]]:
+    """The stable and canary infer URLs, and one round of traffic to both. No Gateway on this node, so the client
+    splits: each round sends the same texts to both Services, and the operator reads both arms from the rows the
+    two pods log. With `canary_may_go`, a request that fails because the rollout just removed the canary's Service
+    is skipped."""
+    urls = {"stable": infer_url(kubectl, "sentiment"), "canary": infer_url(kubectl, "sentiment-canary")}
+    numbers = itertools.count(1)
+
+    def send_round() -> None:
+        for role, url in urls.items():
+            for text in TEXTS:
+                body = infer_request(f"{prefix}-{role}-{next(numbers)}", text)
+                if role == "canary" and canary_may_go:
+                    with contextlib.suppress(OSError):
+                        post_when_routed(url, body)
+                else:
+                    post_when_routed(url, body)
+
+    return urls, send_round
+
+
 def test_a_second_version_rolls_out_as_a_canary_and_is_promoted(
     kubectl: Kubectl, release: None, postgres_server: PostgresServer, s3_server: S3Server
 ) -> None:
@@ -227,21 +241,13 @@ def test_a_second_version_rolls_out_as_a_canary_and_is_promoted(
         "KServe reporting the canary Ready", lambda: ready_inference_service(kubectl, "sentiment-canary")
     )
     assert canary["metadata"]["labels"]["mlpipeline.io/role"] == "canary", canary["metadata"]
-    # No Gateway on this node, so the client splits: each round sends the same texts to both Services, and the
-    # operator reads both arms from the rows the two pods log.
-    services = {"stable": "sentiment", "canary": "sentiment-canary"}
-    urls = {role: infer_url(kubectl, isvc) for role, isvc in services.items()}
-    sent = 0
+    urls, send_round = _client_split(kubectl, "e2e")
 
     def promoted() -> dict[str, Any] | None:
-        nonlocal sent
         body = _phase(kubectl, "Succeeded", "2")
         if body is not None or kubectl.get("inferenceservices.serving.kserve.io", "sentiment-canary") is None:
             return body  # promoted, or promoting: the canary's InferenceService goes first
-        for role, url in urls.items():
-            for text in TEXTS:
-                sent += 1
-                post_when_routed(url, infer_request(f"e2e-{role}-{sent}", text))
+        send_round()
         return None
 
     kubectl.wait("the operator promoting the canary", lambda: promoted() or _phase(kubectl, "Promoting", "2"), 420, 2)
@@ -320,22 +326,13 @@ def test_a_canary_that_fails_its_gates_is_rolled_back(
     patch = {"spec": {"model": {"name": "sentiment", "version": "4", "storageUri": uri}, "rollout": rollout}}
     kubectl("patch", "modeldeployments", "sentiment", "-n", NAMESPACE, "--type", "merge", "-p", json.dumps(patch))
     kubectl.wait("KServe reporting the canary Ready", lambda: ready_inference_service(kubectl, "sentiment-canary"))
-    urls = {
-        role: infer_url(kubectl, isvc) for role, isvc in {"stable": "sentiment", "canary": "sentiment-canary"}.items()
-    }
-    sent = 0
+    urls, send_round = _client_split(kubectl, "e2e-rb", canary_may_go=True)
 
     def rolled_back() -> dict[str, Any] | None:
-        nonlocal sent
         body = _phase(kubectl, "RolledBack", "2")
-        if body is not None:
-            return body
-        for role, url in urls.items():
-            for text in TEXTS:
-                sent += 1
-                with contextlib.suppress(OSError):  # the canary's Service goes with the rollback
-                    post_when_routed(url, infer_request(f"e2e-rb-{role}-{sent}", text))
-        return None
+        if body is None:
+            send_round()
+        return body
 
     md = kubectl.wait("the operator rolling the canary back", rolled_back, 300, 2)
     status = md["status"]

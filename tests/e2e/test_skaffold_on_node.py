@@ -12,10 +12,8 @@ objects one release at a time can own.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from tests.e2e.cluster_support import (
     infer_url,
     post_when_routed,
     ready_inference_service,
+    release_namespace,
     site_values,
     unavailable,
 )
@@ -52,13 +51,11 @@ ARTIFACTS = ("ml-pipeline-operator", "ml-pipeline-predictor", "ml-pipeline-drift
 
 @pytest.fixture(scope="module")
 def kubectl() -> Kubectl:
-    kube = cluster_or_skip(NAMESPACE)
+    kube = cluster_or_skip(NAMESPACE, node_services=True)
     if not (TOOLS / "skaffold").is_file():
         unavailable(f"skaffold is not built ({TOOLS / 'skaffold'}): bash hack/build-skaffold.sh")
     if not (SKAFFOLD_PATH / "helm").exists():
         unavailable(f"helm 3 for skaffold is not built ({SKAFFOLD_PATH / 'helm'}): bash hack/build-helm3.sh")
-    if shutil.which("socat") is None:
-        unavailable("socat is needed to reach the test Postgres from pods (hack/docker-up.sh installs it)")
     return kube
 
 
@@ -84,7 +81,6 @@ def deployed(
 ) -> Iterator[dict[str, str]]:
     """`skaffold build` then `skaffold deploy` of what it built; yields image name -> the tag skaffold gave it."""
     work = tmp_path_factory.mktemp("skaffold")
-    kubectl("create", "namespace", NAMESPACE)
     env = {
         **os.environ,
         "PATH": os.pathsep.join((str(SKAFFOLD_PATH), str(TOOLS), os.environ.get("PATH", ""))),
@@ -92,7 +88,7 @@ def deployed(
         "SKAFFOLD_UPDATE_CHECK": "false",
         "SKAFFOLD_DISABLE_MONITORING": "true",
     }
-    try:
+    with release_namespace(kubectl, lambda: skaffold("delete", "-p", "node", env=env, timeout=300)):
         values = site_values(kubectl, SECRET, database, object_store, postgres_server, s3_server)
         (work / "site-values.yaml").write_text(json.dumps(values))  # JSON is YAML
         began = time.monotonic()
@@ -112,11 +108,6 @@ def deployed(
             raise AssertionError(f"{exc}\n{kubectl.diagnostics()}") from exc
         print(f"skaffold deploy: {time.monotonic() - began:.0f}s")
         yield {b["imageName"]: b["tag"] for b in builds}
-    finally:
-        kubectl("delete", "modeldeployments", "--all", "-n", NAMESPACE, "--wait=false", check=False)
-        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
-            skaffold("delete", "-p", "node", env=env, timeout=300)
-        kubectl("delete", "namespace", NAMESPACE, "--timeout=120s", check=False, timeout=150)
 
 
 def test_skaffold_builds_the_three_images_through_build_images(deployed: dict[str, str]) -> None:
