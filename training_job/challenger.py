@@ -21,9 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from mlcore.db import ExperimentRun, session_scope
+from mlcore.db.retraining_runs import RETRAINING_TAG, latest_retraining_run
 from mlcore.errors import ConfigurationError
-
-RETRAINING_TAG = "retraining_job"  # read by mlpipeline_operator.loop_records
 
 
 def in_loop(extra: dict[str, Any]) -> bool:
@@ -53,12 +52,7 @@ def promote_champion(engine: Engine, job: str, set_alias: Callable[[str, str, st
     alias through `set_alias(model, registry_version, why)`, and the run's is_champion flag, one per registered
     model). Idempotent: the operator's Job may run again after a restart. Returns what was done, in words."""
     with session_scope(engine) as session:
-        run = session.scalars(
-            select(ExperimentRun)
-            .where(ExperimentRun.status == "FINISHED", ExperimentRun.parent_run_id.is_(None))
-            .where(ExperimentRun.tags[RETRAINING_TAG].as_string() == job)
-            .order_by(ExperimentRun.id.desc())
-        ).first()
+        run = latest_retraining_run(session, job)
         if run is None:
             raise ConfigurationError(f"no finished run of retraining Job {job} in experiment_runs")
         registry_version = (run.tags or {}).get("mlflow_model_version")

@@ -10,11 +10,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
 
-from mlcore.db import ExperimentRun, MonitoringAlert, session_scope
+from mlcore.db import MonitoringAlert, session_scope
+from mlcore.db.retraining_runs import latest_retraining_run
 from mlpipeline_operator.loop import Alert, Resolution, TrainingResult
-
-# The tag the training job's --retraining-job writes on its experiment_runs row (training_job/challenger.py).
-RETRAINING_TAG = "retraining_job"
 
 
 def open_alerts(engine: Engine, deployment_id: str) -> list[Alert]:
@@ -31,13 +29,7 @@ def open_alerts(engine: Engine, deployment_id: str) -> list[Alert]:
 def training_result(engine: Engine, job: str) -> TrainingResult | None:
     """The finished run of the retraining Job `namespace/name`, if it recorded one."""
     with session_scope(engine) as session:
-        runs = session.execute(
-            select(ExperimentRun)
-            .where(ExperimentRun.status == "FINISHED", ExperimentRun.parent_run_id.is_(None))
-            .where(ExperimentRun.tags[RETRAINING_TAG].as_string() == job)
-            .order_by(ExperimentRun.id.desc())
-        ).scalars()
-        run = next(iter(runs), None)
+        run = latest_retraining_run(session, job)
         if run is None or not run.model_version or not run.storage_uri:
             return None
         tags: dict[str, Any] = run.tags or {}
