@@ -6,6 +6,6 @@ source "$(dirname "$0")/lib.sh"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 have coredns "$COREDNS_VERSION" && { log "coredns $COREDNS_VERSION cached"; exit 0; }
 build_in_module coredns "github.com/coredns/coredns@$COREDNS_VERSION" . -ldflags "-s -w"
-"$TOOLS_DIR/bin/coredns.tmp" -plugins | grep -qx "kubernetes" || die "built coredns lacks the kubernetes plugin"
+grep -qx "kubernetes" <<<"$(output_of "$TOOLS_DIR/bin/coredns.tmp" -plugins)" || die "built coredns lacks the kubernetes plugin"
 install_built coredns "$COREDNS_VERSION"
 echo "$TOOLS_DIR/bin/coredns"

@@ -11,6 +11,6 @@ go mod init etcdwrap >/dev/null 2>&1
 go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>"$work/get.log" || { cat "$work/get.log" >&2; die "go get etcd failed"; }
 log "building etcd $ETCD_VERSION"
 go build -trimpath -ldflags "-s -w" -o "$TOOLS_DIR/bin/etcd.tmp" go.etcd.io/etcd/server/v3
-"$TOOLS_DIR/bin/etcd.tmp" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" || die "built etcd is not $ETCD_VERSION"
+grep -q "etcd Version: ${ETCD_VERSION#v}" <<<"$(output_of "$TOOLS_DIR/bin/etcd.tmp" --version)" || die "built etcd is not $ETCD_VERSION"
 mv -f "$TOOLS_DIR/bin/etcd.tmp" "$TOOLS_DIR/bin/etcd"
 mark etcd "$ETCD_VERSION"

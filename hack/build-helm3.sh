@@ -11,7 +11,7 @@ if have helm3 "$HELM3_VERSION"; then
 else
   build_in_module helm3 "helm.sh/helm/v3@$HELM3_VERSION" ./cmd/helm \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
-  "$TOOLS_DIR/bin/helm3.tmp" version --client --short | grep -q "^$HELM3_VERSION" || die "built helm3 does not report $HELM3_VERSION"
+  grep -q "^$HELM3_VERSION" <<<"$(output_of "$TOOLS_DIR/bin/helm3.tmp" version --client --short)" || die "built helm3 does not report $HELM3_VERSION"
   install_built helm3 "$HELM3_VERSION"
 fi
 mkdir -p "$link_dir"

@@ -6,6 +6,6 @@ source "$(dirname "$0")/lib.sh"
 KSERVE_VERSION="${KSERVE_VERSION:-v0.20.0}"
 have kserve-manager "$KSERVE_VERSION" && { log "kserve-manager $KSERVE_VERSION cached"; exit 0; }
 build_in_module kserve-manager "github.com/kserve/kserve@$KSERVE_VERSION" ./cmd/manager -ldflags "-s -w"
-"$TOOLS_DIR/bin/kserve-manager.tmp" --help 2>&1 | grep -q -- "-webhook-port" || die "built kserve-manager does not run"
+grep -q -- "-webhook-port" <<<"$(output_of "$TOOLS_DIR/bin/kserve-manager.tmp" --help)" || die "built kserve-manager does not run"
 install_built kserve-manager "$KSERVE_VERSION"
 echo "$TOOLS_DIR/bin/kserve-manager"

@@ -7,6 +7,6 @@ SKAFFOLD_VERSION="${SKAFFOLD_VERSION:-v2.16.1}"
 have skaffold "$SKAFFOLD_VERSION" && { log "skaffold $SKAFFOLD_VERSION cached"; exit 0; }
 build_in_module skaffold "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION" ./cmd/skaffold \
   -ldflags "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION"
-"$TOOLS_DIR/bin/skaffold.tmp" version | grep -qx "$SKAFFOLD_VERSION" || die "built skaffold does not report $SKAFFOLD_VERSION"
+grep -qx "$SKAFFOLD_VERSION" <<<"$(output_of "$TOOLS_DIR/bin/skaffold.tmp" version)" || die "built skaffold does not report $SKAFFOLD_VERSION"
 install_built skaffold "$SKAFFOLD_VERSION"
 echo "$TOOLS_DIR/bin/skaffold"

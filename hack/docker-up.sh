@@ -9,7 +9,7 @@ mkdir -p "$RUN_DIR"
 
 pkgs=(docker.io debootstrap containerd runc containernetworking-plugins iptables conntrack socat ethtool)
 missing=()
-for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+for p in "${pkgs[@]}"; do grep -q 'ok installed' <<<"$(output_of dpkg-query -W -f='${Status}' "$p")" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || die "missing Debian packages: ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"
   log "installing Debian packages: ${missing[*]}"

@@ -18,7 +18,7 @@ mkdir -p "$RUN/kserve/tmp/k8s-webhook-server/serving-certs" "$RUN/pids" "$RUN/lo
 
 kubectl_ apply --server-side --force-conflicts -f "$kserve/crds" >/dev/null
 for _ in $(seq 30); do
-  kubectl_ wait --for=condition=Established crd --all --timeout=5s 2>/dev/null | grep -q "condition met" && break
+  grep -q "condition met" <<<"$(output_of kubectl_ wait --for=condition=Established crd --all --timeout=5s)" && break
   sleep 1
 done
 kubectl_ create namespace kserve --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null

@@ -15,6 +15,10 @@ have() { [ -x "$TOOLS_DIR/bin/$1" ] && [ "$(cat "$TOOLS_DIR/bin/.$1.version" 2>/
 mark() { echo "$2" > "$TOOLS_DIR/bin/.$1.version"; }
 log() { printf '[hack] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# A command's whole output (stdout + stderr), whatever its exit status. Check it with `grep -q ... <<<"$(output_of ...)"`,
+# never `cmd | grep -q`: under pipefail, grep -q exits at its first match and the command, still writing, dies of
+# SIGPIPE, which fails the pipeline although the pattern was found (seen: a good etcd build refused on a cold run).
+output_of() { "$@" 2>&1 || true; }
 
 # need_go: the Go builds need a toolchain; say so plainly instead of failing deep inside a build.
 need_go() { command -v go >/dev/null 2>&1 || die "go is not on PATH (install Go >= the version in the module's go.mod)"; }
