@@ -6,11 +6,12 @@ import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from predictor.feedback import FEEDBACK_PATH
 from predictor.settings import MAX_TEXT_CHARS
 
 
@@ -19,6 +20,7 @@ class LoadResult:
     labels: list[str]
     latencies_ms: list[float]
     errors: int
+    prediction_ids: list[str] = field(default_factory=list)  # "" where the request failed
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -50,6 +52,7 @@ def send_reviews(
     """One request per review, `concurrency` at a time, as independent clients would send them."""
     url = f"{base_url}/v2/models/{model}/infer"
     labels: list[str] = [""] * len(texts)
+    ids: list[str] = [""] * len(texts)
     latencies: list[float] = []
     errors = 0
 
@@ -61,7 +64,9 @@ def send_reviews(
             response = client.post(url, json=v2_payload([texts[index]]))
             elapsed = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
-                labels[index] = str(output(response.json(), "label")[0])
+                body = response.json()
+                labels[index] = str(output(body, "label")[0])
+                ids[index] = str(output(body, "prediction_id")[0])
                 latencies.append(elapsed)
             else:
                 errors += 1
@@ -70,7 +75,23 @@ def send_reviews(
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             list(pool.map(one, range(len(texts))))
-    return LoadResult(labels=labels, latencies_ms=latencies, errors=errors)
+    return LoadResult(labels=labels, latencies_ms=latencies, errors=errors, prediction_ids=ids)
+
+
+def send_feedback(base_url: str, prediction_ids: Sequence[str], labels: Sequence[str]) -> tuple[int, int]:
+    """The true label of each answered prediction (POST /v1/feedback), as a labelling tool would send it.
+    Returns (accepted, refused)."""
+    accepted = refused = 0
+    with httpx.Client(timeout=30) as client:
+        for prediction_id, label in zip(prediction_ids, labels, strict=True):
+            if not prediction_id:
+                continue
+            response = client.post(f"{base_url}{FEEDBACK_PATH}", json={"prediction_id": prediction_id, "label": label})
+            if response.status_code == 200:
+                accepted += 1
+            else:
+                refused += 1
+    return accepted, refused
 
 
 BAD_REQUESTS: list[tuple[str, Any]] = [

@@ -25,6 +25,7 @@ from mlcore.config import get_settings, process_environment
 from mlcore.errors import MLPipelineException, StorageError
 from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
 from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
+from mlpipeline_cli.loop_demo import LOOP_STAGES, run_loop
 from mlpipeline_cli.progress import progress
 from mlpipeline_cli.stages import StageFailed, StageRunner
 from predictor.settings import MAX_TEXT_CHARS
@@ -44,6 +45,14 @@ def add_demo_parser(commands: Any) -> None:
     )
     demo.add_argument("--drift-args", default="", help="extra arguments for the drift job")
     demo.add_argument("--startup-timeout", type=float, default=300, help="seconds to wait for the predictor")
+    demo.add_argument(
+        "--loop",
+        action="store_true",
+        help="then the closed loop: drifted traffic -> alert -> retraining Job -> candidate -> served if better",
+    )
+    demo.add_argument(
+        "--loop-requests", type=int, default=200, help="short snippets sent as drifted traffic (default 200)"
+    )
 
 
 @dataclass
@@ -53,17 +62,18 @@ class DemoState:
     path: Path
     model_uri: str | None = None
     model_version: str | None = None
+    retraining: dict[str, Any] | None = None  # status.retraining of the last --loop: the next one continues it
 
     @classmethod
     def load(cls, path: Path) -> DemoState:
         if path.is_file():
             data = json.loads(path.read_text())
-            return cls(path, data.get("model_uri"), data.get("model_version"))
+            return cls(path, data.get("model_uri"), data.get("model_version"), data.get("retraining"))
         return cls(path)
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"model_uri": self.model_uri, "model_version": self.model_version}
+        payload = {"model_uri": self.model_uri, "model_version": self.model_version, "retraining": self.retraining}
         self.path.write_text(json.dumps(payload, indent=2))
 
 
@@ -72,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> int:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     state = DemoState.load(home / "demo-state.json")
-    runner = StageRunner(total=6)
+    runner = StageRunner(total=6 + (LOOP_STAGES if args.loop else 0))
     predictor: subprocess.Popen[bytes] | None = None
     summary: dict[str, Any] = {}
     try:
@@ -94,19 +104,21 @@ def run_demo(args: argparse.Namespace) -> int:
             done=lambda r: f"{len(r[0].latencies_ms)} answered, {r[0].errors} failed, {len(r[1])} bad requests refused",
         )
         summary["load"], _refused, summary["accuracy_live"] = load
-        _stop(predictor)
+        stop(predictor)
         predictor = None
-        summary["drift"] = runner.run("run the drift job", lambda: _drift(args), done=lambda r: r["headline"])
+        summary["drift"] = runner.run("run the drift job", lambda: run_drift(args), done=lambda r: r["headline"])
+        if args.loop:
+            summary["loop"] = run_loop(runner, args, state)
         runner.run("summarise", lambda: _print_summary(summary, settings))
         _print_timings(runner.timings)
-        return 0
+        return 1 if summary.get("loop") is not None and summary["loop"].failed else 0
     except StageFailed as failure:
         print(f"\nFAILED at {failure}", file=sys.stderr)
         print("Fix the cause and run the same command again: finished stages are reused.", file=sys.stderr)
         return 1
     finally:
         if predictor is not None:
-            _stop(predictor)
+            stop(predictor)
 
 
 def _prepare_assets() -> Path:
@@ -114,12 +126,16 @@ def _prepare_assets() -> Path:
     return ensure_imdb_csv()
 
 
-def _component(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_process(command: list[str], env: dict[str, str]) -> int:
+    """A component as a child process with this environment plus `env`; its output goes to the terminal."""
+    return subprocess.run(command, env={**os.environ, **env}, check=False).returncode
+
+
+def _component(module: str, *args: str, env: dict[str, str] | None = None) -> None:
     command = [sys.executable, "-m", module, *args]
-    result = subprocess.run(command, env={**os.environ, **(env or {})}, check=False)
-    if result.returncode != 0:
-        raise MLPipelineException(f"`{shlex.join(command)}` exited with {result.returncode} (its output is above)")
-    return result
+    code = run_process(command, env or {})
+    if code != 0:
+        raise MLPipelineException(f"`{shlex.join(command)}` exited with {code} (its output is above)")
 
 
 def _latest_published(storage_uri: str, name: str) -> tuple[str, str] | None:
@@ -166,8 +182,9 @@ def _train(args: argparse.Namespace, state: DemoState) -> tuple[str, str]:
     return latest
 
 
-def _record_local_deployment(model_uri: str, version: str) -> None:
-    """What the operator records on a cluster: which version the local deployment serves (the drift job reads it)."""
+def record_local_deployment(model_uri: str, version: str) -> str:
+    """What the operator records on a cluster: which version the local deployment serves (the drift job reads it).
+    Returns the rollout id of its stable row."""
     from sqlalchemy import update
 
     from mlcore.db import ModelDeployment, create_db_engine, session_scope, upgrade_to_head
@@ -178,7 +195,11 @@ def _record_local_deployment(model_uri: str, version: str) -> None:
     with session_scope(engine) as session:
         session.execute(
             update(ModelDeployment)
-            .where(ModelDeployment.deployment_id == DEPLOYMENT_ID, ModelDeployment.rollout_id != rollout_id)
+            .where(
+                ModelDeployment.deployment_id == DEPLOYMENT_ID,
+                ModelDeployment.deployment_type == "stable",
+                ModelDeployment.rollout_id != rollout_id,
+            )
             .values(is_active=False, outcome="replaced")
         )
         exists = session.query(ModelDeployment).filter_by(deployment_id=DEPLOYMENT_ID, rollout_id=rollout_id).first()
@@ -198,11 +219,12 @@ def _record_local_deployment(model_uri: str, version: str) -> None:
                 )
             )
     engine.dispose()
+    return rollout_id
 
 
 def _serve(model_uri: str, version: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
-    _record_local_deployment(model_uri, version)
-    return _start_predictor(model_uri, version, home, timeout)
+    record_local_deployment(model_uri, version)
+    return start_predictor(model_uri, version, home, timeout)
 
 
 def _free_port() -> int:
@@ -211,7 +233,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_predictor(model_uri: str, version: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_predictor(model_uri: str, version: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     http_port, grpc_port = _free_port(), _free_port()
@@ -244,11 +266,11 @@ def _start_predictor(model_uri: str, version: str, home: Path, timeout: float) -
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    _stop(process)
+    stop(process)
     raise MLPipelineException(f"the predictor was not ready after {timeout:.0f}s; see {log_path}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)  # graceful: the predictor flushes its log queue
         try:
@@ -285,7 +307,7 @@ def _send_traffic(base_url: str, args: argparse.Namespace) -> tuple[LoadResult, 
     return result, refused, correct / max(1, len(texts))
 
 
-def _drift(args: argparse.Namespace) -> dict[str, Any]:
+def run_drift(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from mlcore.db import DriftRun, MonitoringAlert, PredictionLog, create_db_engine, session_scope
@@ -376,4 +398,6 @@ def _print_summary(summary: dict[str, Any], settings: Any) -> None:
     ]
     for alert in drift["alerts"]:
         lines.insert(-4, f"open alert           {alert}")
+    if summary.get("loop") is not None:
+        lines[-4:-4] = summary["loop"].summary_lines()
     print("\n".join(lines), flush=True)

@@ -45,3 +45,8 @@ class StageRunner:
         detail = f" — {done(result)}" if done else ""
         print(f"{prefix} ok ({elapsed:.1f}s){detail}", file=self.out, flush=True)
         return result
+
+    def skip(self, name: str, reason: str) -> None:
+        """A stage that has nothing to do this time (an earlier stage's result says so): one line, no timing."""
+        self._index += 1
+        print(f"[{self._index}/{self.total}] {name} skipped — {reason}", file=self.out, flush=True)

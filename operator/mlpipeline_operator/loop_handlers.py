@@ -102,14 +102,8 @@ def _commit(
         if not runtime.kube.create_job(champion):  # a re-run after a crash: made already
             log.info("Job %s/%s exists already", namespace, decision.champion_job)
     if decision.resolve is not None:
-        reference = {
-            "deployment": owner.deployment_id,
-            "rolloutId": state.stable.rollout_id if state.stable else None,
-            "version": r.candidate_version,
-            "job": r.job_name,
-            "loop": r.loop,
-        }
-        resolve_alerts(runtime.engine, owner.deployment_id, decision.resolve, reference)
+        rollout_id = state.stable.rollout_id if state.stable else None
+        resolve_alerts(runtime.engine, owner.deployment_id, decision.resolve, rollout_id, r)
     if decision.records:
         record(runtime.engine, owner.deployment_id, namespace, spec.model.name, decision.records)
     if decision.changed or state.retraining is None:

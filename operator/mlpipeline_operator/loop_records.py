@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from mlcore.db import MonitoringAlert, session_scope
 from mlcore.db.retraining_runs import latest_retraining_run
 from mlpipeline_operator.loop import Alert, Resolution, TrainingResult
+from mlpipeline_operator.state import Retraining
 
 
 def open_alerts(engine: Engine, deployment_id: str) -> list[Alert]:
@@ -43,9 +44,11 @@ def training_result(engine: Engine, job: str) -> TrainingResult | None:
         )
 
 
-def resolve_alerts(engine: Engine, deployment_id: str, resolution: Resolution, reference: dict[str, Any]) -> int:
-    """Mark resolved the open alerts of the deployment a promotion answers (loop.Resolution), naming the rollout in
-    details.resolvedBy. Returns those changed; a re-run changes nothing more."""
+def resolve_alerts(
+    engine: Engine, deployment_id: str, resolution: Resolution, rollout_id: str | None, retraining: Retraining
+) -> tuple[int, ...]:
+    """Mark resolved the open alerts of the deployment a promotion answers (loop.Resolution), naming the rollout
+    and the loop in details.resolvedBy. Returns the ids changed, in order; a re-run changes nothing more."""
     answered = or_(
         MonitoringAlert.id.in_(resolution.trigger_ids),
         and_(
@@ -53,21 +56,30 @@ def resolve_alerts(engine: Engine, deployment_id: str, resolution: Resolution, r
             or_(MonitoringAlert.model_version.is_(None), MonitoringAlert.model_version != resolution.promoted_version),
         ),
     )
+    reference = {
+        "deployment": deployment_id,
+        "rolloutId": rollout_id,
+        "version": resolution.promoted_version,
+        "job": retraining.job_name,
+        "loop": retraining.loop,
+    }
     now = datetime.now(UTC)
-    changed = 0
+    changed: list[int] = []
     with session_scope(engine) as session:
         found = session.execute(
-            select(MonitoringAlert).where(
+            select(MonitoringAlert)
+            .where(
                 MonitoringAlert.deployment_id == deployment_id,
                 MonitoringAlert.resolved.is_(False),
                 MonitoringAlert.created_at <= resolution.before,
                 answered,
             )
+            .order_by(MonitoringAlert.id)
         ).scalars()
         for alert in found:
             alert.resolved = True
             alert.resolved_at = now
             why = "trigger" if alert.id in resolution.trigger_ids else "open at promotion"
             alert.details = {**(alert.details or {}), "resolvedBy": {**reference, "as": why}}
-            changed += 1
-    return changed
+            changed.append(int(alert.id))
+    return tuple(changed)

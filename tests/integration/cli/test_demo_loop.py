@@ -13,13 +13,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mlcore.db import DriftRun, ExperimentRun, PredictionLog, create_db_engine, session_scope
+from mlcore.db import (
+    DriftRun,
+    ExperimentRun,
+    ModelDeployment,
+    MonitoringAlert,
+    PredictionLog,
+    create_db_engine,
+    session_scope,
+)
 from mlcore.storage import list_versions, open_storage
+from mlpipeline_cli.demo import DemoState
 from tests.fixtures.models import make_tiny_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUESTS = 120
+JOB = "local/sentiment-retrain-1-1"
 
 
 def _demo(home: Path, workdir: Path, model: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -91,3 +101,57 @@ def test_a_failing_stage_is_named_and_stops_the_rest(tmp_path):
     assert failed.returncode == 1
     assert "FAILED at stage 'train a quick model' failed" in failed.stderr
     assert "start the predictor" not in failed.stdout
+
+
+def test_demo_loop_drifts_raises_an_alert_retrains_and_ends_the_loop(tmp_path):
+    """--loop after the demo's stages: short snippets with feedback drift the text lengths, the drift job's alert
+    starts the operator's loop, the training Job runs as a process, and its verdict decides what serves."""
+    model = make_tiny_model(tmp_path / "tiny")
+    home, workdir = tmp_path / "home", tmp_path / "work"
+    workdir.mkdir()
+
+    ran = _demo(home, workdir, model, "--loop", "--loop-requests", "60")
+    out = ran.stdout
+    assert ran.returncode == 0, out[-6000:] + ran.stderr[-4000:]
+    for stage in [
+        "send drifted traffic (short snippets) with feedback",
+        "run the drift job on it",
+        "start retraining on the alerts",
+        "run the retraining Job",
+    ]:
+        assert f"{stage} ok (" in out
+    assert "60 feedback labels" in out
+
+    engine = create_db_engine(f"sqlite:///{home / 'mlpipeline.db'}")
+    with session_scope(engine) as session:
+        alerts = session.execute(select(MonitoringAlert).where(MonitoringAlert.alert_type == "drift")).scalars().all()
+        assert alerts, "the drifted snippets raised no drift alert"
+        feedback = session.execute(
+            select(func.count()).select_from(PredictionLog).where(PredictionLog.feedback_label.is_not(None))
+        ).scalar_one()
+        assert feedback == 60
+        rows = {
+            (r.rollout_id, r.deployment_type, r.model_version, r.outcome)
+            for r in session.execute(select(ModelDeployment)).scalars()
+        }
+        (run,) = session.execute(
+            select(ExperimentRun).where(ExperimentRun.tags["retraining_job"].as_string() == JOB)
+        ).scalars()
+        offered = str(run.tags["offered"]).lower() == "true"
+    engine.dispose()
+    assert ("retrain-1-a1", "retraining", "1", "trained") in rows
+    storage = open_storage((home / "storage").as_uri())
+    assert list_versions(storage, "models/sentiment") == ["1", "2"]
+    trigger = [a for a in alerts if a.model_version == "1"]
+    if offered:  # served: the alerts it answers resolved, naming the loop; the next demo serves version 2
+        assert "serve the candidate ok (" in out and "RetrainingPromoted" in out
+        assert ("retrain-1-candidate", "retraining", "2", "promoted") in rows
+        assert ("local-2", "stable", "2", "serving") in rows
+        assert all(a.resolved and a.details["resolvedBy"]["job"] == JOB for a in trigger)
+        assert '"outcome": "promoted"' in out and "snippet accuracy" in out and " -> " in out
+        assert DemoState.load(home / "demo-state.json").model_version == "2"
+    else:  # recorded and not served: the alerts stay open, version 1 still serves
+        assert "serve the candidate skipped" in out and "CandidateNotOffered" in out
+        assert ("retrain-1-candidate", "retraining", "2", "not_offered") in rows
+        assert all(not a.resolved for a in trigger)
+        assert DemoState.load(home / "demo-state.json").model_version == "1"

@@ -9,7 +9,6 @@ as the other operator tests play KServe and the predictor."""
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,8 +29,7 @@ from tests.fixtures.operator_harness import (
     model_deployment,
     wait_for,
 )
-from training_job import challenger
-from training_job.records import RunRecorder
+from tests.fixtures.retraining import publish_retraining_run
 
 pytestmark = pytest.mark.k8s
 
@@ -91,30 +89,7 @@ def finish_job(cluster: Cluster, name: str, ok: bool, reason: str = "BackoffLimi
 
 def publish(engine: Engine, cluster: Cluster, job_name: str, version: str, offered: bool, accuracy: float) -> None:
     """The training job's records of a finished run started by the operator's Job."""
-    run_id = uuid.uuid4().hex
-    extra = {"retraining_job": f"{cluster.namespace}/{job_name}"}
-    recorder = RunRecorder(engine)
-    recorder.start(
-        run_id,
-        experiment_name="sentiment-classification",
-        run_name=f"sentiment-quick-{run_id[:8]}",
-        params={"quick": True},
-        registered_model_name="sentiment",
-        dataset_hash="d" * 64,
-        tags=challenger.run_tags(extra),
-    )
-    verdict = "better" if offered else "not better"
-    decision = f"challenger {accuracy:.4f} {verdict} than champion v1 0.8800 (same test split)"
-    recorder.finish(
-        run_id,
-        "FINISHED",
-        metrics={"accuracy": accuracy},
-        model_version=version,
-        storage_uri=f"s3://models/sentiment/{version}",
-        is_champion=offered,
-        tags={"champion_decision": decision},
-    )
-    challenger.record_offer(engine, run_id, offered, decision, extra)
+    publish_retraining_run(engine, f"{cluster.namespace}/{job_name}", version, offered, accuracy)
 
 
 def raise_alert(
@@ -526,7 +501,7 @@ def test_a_failure_while_the_promotion_is_recorded_is_repeated_not_lost(
     must not already say Idle/promoted, or the alerts would stay open and start the next loop after the cooldown."""
     calls: list[int] = []
 
-    def flaky(*args: Any, **kwargs: Any) -> int:
+    def flaky(*args: Any, **kwargs: Any) -> tuple[int, ...]:
         calls.append(1)
         if len(calls) == 1:
             raise DatabaseError("connection reset while resolving alerts")

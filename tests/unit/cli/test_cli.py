@@ -62,3 +62,13 @@ def test_db_upgrade_and_check(tmp_path, monkeypatch, capsys):
     finally:
         get_settings.cache_clear()
     assert "schema matches the models" in capsys.readouterr().out
+
+
+def test_a_skipped_stage_takes_its_number_and_says_why():
+    out = io.StringIO()
+    runner = StageRunner(total=2, out=out)
+    runner.skip("serve the candidate", "candidate version 2 not offered")
+    runner.run("summarise", lambda: None)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[1/2] serve the candidate skipped — candidate version 2 not offered"
+    assert lines[1] == "[2/2] summarise ..." and set(runner.timings) == {"summarise"}
