@@ -2,13 +2,15 @@
 
 The full command (README's first) trains the quick model; this runs the same stages with a 2-layer model so CI
 proves the loop keeps working: train -> publish -> serve -> v2 traffic + bad requests -> drift -> summary,
-and that a second run reuses the published model.
+and that a second run reuses the published model and, with --loop, closes the retraining loop on it: drifted
+snippets -> alert -> retraining Job -> candidate -> served or recorded as not offered.
 """
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUESTS = 120
 JOB = "local/sentiment-retrain-1-1"
+SNIPPETS = 60
 
 
 def _demo(home: Path, workdir: Path, model: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +54,7 @@ def _demo(home: Path, workdir: Path, model: Path, *extra: str) -> subprocess.Com
     )
 
 
-def test_demo_runs_the_whole_loop_and_reuses_its_model(tmp_path):
+def test_demo_runs_the_whole_loop_reuses_its_model_and_closes_the_retraining_loop(tmp_path):
     model = make_tiny_model(tmp_path / "tiny")
     home, workdir = tmp_path / "home", tmp_path / "work"
     workdir.mkdir()
@@ -82,37 +85,22 @@ def test_demo_runs_the_whole_loop_and_reuses_its_model(tmp_path):
     report = Path(run.report_uri.removeprefix("file://"))
     assert report.is_file() and report.stat().st_size > 10_000
 
-    second = _demo(home, workdir, model)
-    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    assert "reusing" in second.stdout
-    assert list_versions(storage, "models/sentiment") == ["1"]
+    # The second run reuses the model, then runs the closed loop (--loop) on it.
+    second = _demo(home, workdir, model, "--loop", "--loop-requests", str(SNIPPETS))
+    out = second.stdout
+    assert second.returncode == 0, out[-6000:] + second.stderr[-4000:]
+    assert "reusing" in out
     with session_scope(engine) as session:
-        assert session.execute(select(func.count()).select_from(PredictionLog)).scalar_one() == 2 * REQUESTS
         runs = session.execute(select(DriftRun).order_by(DriftRun.started_at)).scalars().all()
-        # The watermark: the second drift run sees only the second batch of traffic.
-        assert [r.rows for r in runs] == [REQUESTS, REQUESTS]
+        # The watermark: each drift run sees only the traffic since the one before.
+        assert [r.rows for r in runs] == [REQUESTS, REQUESTS, 2 * SNIPPETS]
     engine.dispose()
+    _check_the_loop(out, home, storage)
 
 
-def test_a_failing_stage_is_named_and_stops_the_rest(tmp_path):
-    home, workdir = tmp_path / "home", tmp_path / "work"
-    workdir.mkdir()
-    failed = _demo(home, workdir, tmp_path / "no-such-model")
-    assert failed.returncode == 1
-    assert "FAILED at stage 'train a quick model' failed" in failed.stderr
-    assert "start the predictor" not in failed.stdout
-
-
-def test_demo_loop_drifts_raises_an_alert_retrains_and_ends_the_loop(tmp_path):
-    """--loop after the demo's stages: short snippets with feedback drift the text lengths, the drift job's alert
-    starts the operator's loop, the training Job runs as a process, and its verdict decides what serves."""
-    model = make_tiny_model(tmp_path / "tiny")
-    home, workdir = tmp_path / "home", tmp_path / "work"
-    workdir.mkdir()
-
-    ran = _demo(home, workdir, model, "--loop", "--loop-requests", "60")
-    out = ran.stdout
-    assert ran.returncode == 0, out[-6000:] + ran.stderr[-4000:]
+def _check_the_loop(out: str, home: Path, storage: Any) -> None:
+    """Short snippets with feedback drift the text lengths, the drift job's alert starts the operator's loop, the
+    training Job runs as a process, and its verdict decides what serves."""
     for stage in [
         "send drifted traffic (short snippets) with feedback",
         "run the drift job on it",
@@ -120,8 +108,7 @@ def test_demo_loop_drifts_raises_an_alert_retrains_and_ends_the_loop(tmp_path):
         "run the retraining Job",
     ]:
         assert f"{stage} ok (" in out
-    assert "60 feedback labels" in out
-
+    assert f"{SNIPPETS} feedback labels" in out
     engine = create_db_engine(f"sqlite:///{home / 'mlpipeline.db'}")
     with session_scope(engine) as session:
         alerts = session.execute(select(MonitoringAlert).where(MonitoringAlert.alert_type == "drift")).scalars().all()
@@ -129,7 +116,7 @@ def test_demo_loop_drifts_raises_an_alert_retrains_and_ends_the_loop(tmp_path):
         feedback = session.execute(
             select(func.count()).select_from(PredictionLog).where(PredictionLog.feedback_label.is_not(None))
         ).scalar_one()
-        assert feedback == 60
+        assert feedback == SNIPPETS
         rows = {
             (r.rollout_id, r.deployment_type, r.model_version, r.outcome)
             for r in session.execute(select(ModelDeployment)).scalars()
@@ -140,18 +127,27 @@ def test_demo_loop_drifts_raises_an_alert_retrains_and_ends_the_loop(tmp_path):
         offered = str(run.tags["offered"]).lower() == "true"
     engine.dispose()
     assert ("retrain-1-a1", "retraining", "1", "trained") in rows
-    storage = open_storage((home / "storage").as_uri())
     assert list_versions(storage, "models/sentiment") == ["1", "2"]
-    trigger = [a for a in alerts if a.model_version == "1"]
+    state = DemoState.load(home / "demo-state.json")
+    assert state.retraining is not None and state.retraining["jobName"] == "sentiment-retrain-1-1"
     if offered:  # served: the alerts it answers resolved, naming the loop; the next demo serves version 2
         assert "serve the candidate ok (" in out and "RetrainingPromoted" in out
         assert ("retrain-1-candidate", "retraining", "2", "promoted") in rows
         assert ("local-2", "stable", "2", "serving") in rows
-        assert all(a.resolved and a.details["resolvedBy"]["job"] == JOB for a in trigger)
-        assert '"outcome": "promoted"' in out and "snippet accuracy" in out and " -> " in out
-        assert DemoState.load(home / "demo-state.json").model_version == "2"
+        assert all(a.resolved and a.details["resolvedBy"]["job"] == JOB for a in alerts)
+        assert '"outcome": "promoted"' in out and " -> " in out
+        assert state.model_version == "2"
     else:  # recorded and not served: the alerts stay open, version 1 still serves
         assert "serve the candidate skipped" in out and "CandidateNotOffered" in out
         assert ("retrain-1-candidate", "retraining", "2", "not_offered") in rows
-        assert all(not a.resolved for a in trigger)
-        assert DemoState.load(home / "demo-state.json").model_version == "1"
+        assert not any(a.resolved for a in alerts)
+        assert '"outcome": "not_offered"' in out and state.model_version == "1"
+
+
+def test_a_failing_stage_is_named_and_stops_the_rest(tmp_path):
+    home, workdir = tmp_path / "home", tmp_path / "work"
+    workdir.mkdir()
+    failed = _demo(home, workdir, tmp_path / "no-such-model")
+    assert failed.returncode == 1
+    assert "FAILED at stage 'train a quick model' failed" in failed.stderr
+    assert "start the predictor" not in failed.stdout
