@@ -18,6 +18,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Idle OpenMP workers must sleep, not spin: on 2 shared cores spinning threads slow every other process (and test).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pytest  # noqa: E402
+
+from mlcore.config import get_settings  # noqa: E402
 from tests.fixtures.services import (  # noqa: E402  (needs the path set above)
     kube_apiserver,
     postgres_server,
@@ -27,3 +30,13 @@ from tests.fixtures.services import (  # noqa: E402  (needs the path set above)
 )
 
 __all__ = ["kube_apiserver", "postgres_server", "postgres_url", "s3_bucket", "s3_server"]
+
+
+@pytest.fixture(autouse=True)
+def _settings_from_this_tests_environment():
+    """get_settings() is cached per process: a test that sets a variable (monkeypatch.setenv) must read it, and
+    must not leave its settings to the next test. Seen: MLP_PRECISION=fp32 ignored after an earlier test cached
+    `auto`, which is bf16 autocast on a CPU with AVX512-BF16, so an exact fp32 comparison failed on one machine."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
