@@ -63,7 +63,12 @@ cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 serve_wheels() {
   [ -n "$server_pid" ] && return 0
-  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # A fixed port: PIP_FIND_LINKS is a build arg, and a new value each run would miss the dependency layer's cache.
+  port="${MLP_WHEELHOUSE_PORT:-38471}"
+  if ! "$PY" -c "import socket, sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+    log "warning: port $port is taken: the wheelhouse is served on another, and the dependency layers rebuild"
+    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
   "$PY" -m http.server --bind 127.0.0.1 --directory "$wheelhouse" "$port" >/dev/null 2>&1 &
   server_pid=$!
   for _ in $(seq 50); do "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/')" 2>/dev/null && return 0; sleep 0.2; done
@@ -93,9 +98,12 @@ for name in $IMAGES; do
     ensure_wheels "$extra"
     serve_wheels
     log "building $ref from $dir/Dockerfile"
-    "$DOCKER" build --network host --label "mlp.inputs=$key" "${args[@]}" \
-      --build-arg PIP_NO_INDEX=1 --build-arg "PIP_FIND_LINKS=http://127.0.0.1:$port/" \
-      -f "$dir/Dockerfile" -t "$ref" -t "ml-pipeline-$name:latest" . >"/tmp/mlp-build-$name.log" 2>&1 \
+    build=("$DOCKER" build --network host "${args[@]}" --build-arg PIP_NO_INDEX=1
+      --build-arg "PIP_FIND_LINKS=http://127.0.0.1:$port/" -f "$dir/Dockerfile")
+    # The dependencies stage first, tagged: the dangling-image prune below would otherwise delete it, and with it
+    # the layer cache that lets a change to the code alone skip reinstalling the dependencies.
+    { "${build[@]}" --target deps -t "ml-pipeline-cache/$name:deps" . \
+      && "${build[@]}" --label "mlp.inputs=$key" -t "$ref" -t "ml-pipeline-$name:latest" .; } >"/tmp/mlp-build-$name.log" 2>&1 \
       || { tail -n 40 "/tmp/mlp-build-$name.log" >&2; die "docker build of $ref failed (log: /tmp/mlp-build-$name.log)"; }
     rm -f "/tmp/mlp-build-$name.log"
     # The image this build replaced would otherwise stay behind untagged and fill the disk over many runs.
