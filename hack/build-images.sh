@@ -65,7 +65,8 @@ serve_wheels() {
   [ -n "$server_pid" ] && return 0
   # A fixed port: PIP_FIND_LINKS is a build arg, and a new value each run would miss the dependency layer's cache.
   port="${MLP_WHEELHOUSE_PORT:-38471}"
-  if ! "$PY" -c "import socket, sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+  # SO_REUSEADDR as http.server sets it: the previous build's server leaves the port in TIME_WAIT, not taken.
+  if ! "$PY" -c "import socket as k, sys; s=k.socket(); s.setsockopt(k.SOL_SOCKET, k.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
     log "warning: port $port is taken: the wheelhouse is served on another, and the dependency layers rebuild"
     port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   fi
