@@ -78,6 +78,11 @@ def send_reviews(
     return LoadResult(labels=labels, latencies_ms=latencies, errors=errors, prediction_ids=ids)
 
 
+def accuracy(got: Sequence[str], want: Sequence[str]) -> float:
+    """Share of answers equal to the true labels (a failed request, "", counts as wrong)."""
+    return sum(1 for g, w in zip(got, want, strict=True) if g == w) / max(1, len(want))
+
+
 def send_feedback(base_url: str, prediction_ids: Sequence[str], labels: Sequence[str]) -> tuple[int, int]:
     """The true label of each answered prediction (POST /v1/feedback), as a labelling tool would send it.
     Returns (accepted, refused)."""

@@ -24,7 +24,7 @@ from typing import Any
 from mlcore.config import get_settings, process_environment
 from mlcore.errors import MLPipelineException, StorageError
 from mlpipeline_cli.assets import ensure_imdb_csv, ensure_minilm
-from mlpipeline_cli.client import LoadResult, send_reviews, show_bad_requests
+from mlpipeline_cli.client import LoadResult, accuracy, send_reviews, show_bad_requests
 from mlpipeline_cli.loop_demo import LOOP_STAGES, run_loop
 from mlpipeline_cli.progress import progress
 from mlpipeline_cli.stages import StageFailed, StageRunner
@@ -182,16 +182,20 @@ def _train(args: argparse.Namespace, state: DemoState) -> tuple[str, str]:
     return latest
 
 
-def record_local_deployment(model_uri: str, version: str) -> str:
-    """What the operator records on a cluster: which version the local deployment serves (the drift job reads it).
-    Returns the rollout id of its stable row."""
+def local_rollout_id(version: str) -> str:
+    """The rollout id of the local deployment's stable row while `version` serves."""
+    return f"local-{version}"
+
+
+def record_local_deployment(model_uri: str, version: str) -> None:
+    """What the operator records on a cluster: which version the local deployment serves (the drift job reads it)."""
     from sqlalchemy import update
 
     from mlcore.db import ModelDeployment, create_db_engine, session_scope, upgrade_to_head
 
     engine = create_db_engine()
     upgrade_to_head(engine)
-    rollout_id = f"local-{version}"
+    rollout_id = local_rollout_id(version)
     with session_scope(engine) as session:
         session.execute(
             update(ModelDeployment)
@@ -219,7 +223,6 @@ def record_local_deployment(model_uri: str, version: str) -> str:
                 )
             )
     engine.dispose()
-    return rollout_id
 
 
 def _serve(model_uri: str, version: str, home: Path, timeout: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -303,8 +306,7 @@ def _send_traffic(base_url: str, args: argparse.Namespace) -> tuple[LoadResult, 
     not_400 = [what for what, status, _ in refused if status != 400]
     if not_400:
         raise MLPipelineException(f"bad requests not answered with 400: {not_400}")
-    correct = sum(1 for got, want in zip(result.labels, labels, strict=True) if got == want)
-    return result, refused, correct / max(1, len(texts))
+    return result, refused, accuracy(result.labels, labels)
 
 
 def run_drift(args: argparse.Namespace) -> dict[str, Any]:

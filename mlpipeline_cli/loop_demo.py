@@ -23,7 +23,7 @@ from mlcore.config import get_settings
 from mlcore.db import create_db_engine
 from mlcore.errors import MLPipelineException
 from mlpipeline_cli.assets import ensure_imdb_csv
-from mlpipeline_cli.client import send_feedback, send_reviews
+from mlpipeline_cli.client import accuracy, send_feedback, send_reviews
 from mlpipeline_cli.local_loop import LocalLoop, local_spec
 from mlpipeline_cli.progress import progress
 from mlpipeline_cli.stages import StageRunner
@@ -46,7 +46,6 @@ class LoopOutcome:
     loop: LocalLoop
     accuracy_before: float | None = None  # on the held-out snippets, the model that served
     accuracy_after: float | None = None  # on the same snippets, the promoted candidate
-    feedback: int = 0
     drift: dict[str, Any] = field(default_factory=dict)
     failed: bool = False  # the loop ended in a failure the user must see (exit code 1)
 
@@ -84,10 +83,6 @@ def snippets(count: int) -> Snippets:
     return Snippets(fed_texts, fed_labels, held_texts, held_labels)
 
 
-def _accuracy(got: list[str], want: list[str]) -> float:
-    return sum(1 for g, w in zip(got, want, strict=True) if g == w) / max(1, len(want))
-
-
 def _served_round(
     model_uri: str, version: str, args: argparse.Namespace, texts: Snippets, feedback: bool
 ) -> tuple[float, int]:
@@ -110,7 +105,7 @@ def _served_round(
             accepted, refused = send_feedback(base_url, result.prediction_ids[held:], texts.fed_labels)
             if refused:
                 raise MLPipelineException(f"{refused} feedback labels refused")
-        return _accuracy(result.labels[:held], texts.held_labels), accepted
+        return accuracy(result.labels[:held], texts.held_labels), accepted
     finally:
         stop(predictor)
 
@@ -121,17 +116,17 @@ def _ended(decision: LoopDecision) -> str:
 
 def run_loop(runner: StageRunner, args: argparse.Namespace, state: Any) -> LoopOutcome:
     """The loop's five stages; `state` (the demo's DemoState) moves to the candidate once it serves."""
-    from mlpipeline_cli.demo import run_drift, run_process
+    from mlpipeline_cli.demo import local_rollout_id, run_drift, run_process
 
     settings = get_settings()
     engine = create_db_engine()
     job_args = [*shlex.split(args.train_args), "--output", settings.effective_storage_uri]
     spec = local_spec(settings.registered_model_name, state.model_version, state.model_uri, job_args, True)
-    local = LocalLoop.serving(engine, spec, f"local-{state.model_version}", state.retraining)
+    local = LocalLoop.serving(engine, spec, local_rollout_id(state.model_version), state.retraining)
     outcome = LoopOutcome(local)
     try:
         texts = snippets(args.loop_requests)
-        outcome.accuracy_before, outcome.feedback = runner.run(
+        outcome.accuracy_before, _feedback = runner.run(
             "send drifted traffic (short snippets) with feedback",
             lambda: _served_round(state.model_uri, state.model_version, args, texts, feedback=True),
             done=lambda r: f"accuracy {r[0]:.4f} on {len(texts.held_texts)} held-out snippets, {r[1]} feedback labels",
@@ -154,7 +149,7 @@ def run_loop(runner: StageRunner, args: argparse.Namespace, state: Any) -> LoopO
             assert r.candidate_version and r.candidate_storage_uri
             outcome.accuracy_after, _ = _served_round(r.candidate_storage_uri, r.candidate_version, args, texts, False)
             state.model_uri, state.model_version = r.candidate_storage_uri, r.candidate_version  # served next time
-            decision = local.promoted(run_process, f"local-{r.candidate_version}")
+            decision = local.promoted(run_process, local_rollout_id(r.candidate_version))
             if local.champion_exit:
                 print(
                     f"      warning: the champion Job exited with {local.champion_exit} (its output is above): "

@@ -4,7 +4,7 @@ import pytest
 
 from mlcore.config import get_settings
 from mlpipeline_cli.__main__ import build_parser, main
-from mlpipeline_cli.client import LoadResult, output, v2_payload
+from mlpipeline_cli.client import LoadResult, accuracy, output, v2_payload
 from mlpipeline_cli.demo import DemoState
 from mlpipeline_cli.stages import StageFailed, StageRunner
 
@@ -72,3 +72,10 @@ def test_a_skipped_stage_takes_its_number_and_says_why():
     lines = out.getvalue().splitlines()
     assert lines[0] == "[1/2] serve the candidate skipped — candidate version 2 not offered"
     assert lines[1] == "[2/2] summarise ..." and set(runner.timings) == {"summarise"}
+
+
+def test_accuracy_counts_a_failed_answer_as_wrong():
+    assert accuracy(["positive", "", "negative", "negative"], ["positive", "negative", "negative", "positive"]) == 0.5
+    assert accuracy([], []) == 0.0
+    with pytest.raises(ValueError):
+        accuracy(["positive"], ["positive", "negative"])
