@@ -41,6 +41,10 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.scanning.disabled = bool(config.namespaces) and not any(
         ch in ns for ns in config.namespaces for ch in "*?[!"
     )
+    # kopf holds the finalizer until the object's timers have exited and re-checks a timer that was mid-tick at
+    # the deletion only after this many seconds (60 by default): a deletion then waited a minute. A tick is one
+    # short API/DB round, so a second is plenty.
+    settings.background.cancellation_polling = 1.0
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
     return settings

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
 from mlcore.db import MonitoringAlert, session_scope
@@ -317,6 +317,35 @@ def test_deleting_the_deployment_mid_loop_removes_its_job(
     wait_for(lambda: cluster.get("gone") is None, "ModelDeployment deleted")
     assert jobs(cluster) == []
     assert all(not active for *_, active, _, _ in loop_rows(engine, did))
+
+
+def test_a_deletion_is_not_held_by_a_timer_busy_at_that_moment(
+    cluster: Cluster, loop_operator: OperatorThread, engine: Engine
+) -> None:
+    """kopf keeps the finalizer until every timer of the object has exited, and re-checks a busy one only after
+    settings.background.cancellation_polling (60 s by default): a ModelDeployment deleted while a tick was running
+    stayed for a minute. Here a tick is held inside its alert query by a table lock while the deletion arrives."""
+    deploy(cluster, "busy")
+    with engine.connect() as blocker:
+        blocker.execute(text("LOCK TABLE monitoring_alerts IN ACCESS EXCLUSIVE MODE"))
+        wait_for(lambda: _waiting_on_a_lock(engine), "a retraining tick blocked on monitoring_alerts")
+        cluster.delete("busy")
+        time.sleep(1.0)  # the deletion is seen while the tick still waits
+        blocker.rollback()
+    started = time.monotonic()
+    wait_for(lambda: cluster.get("busy") is None, "ModelDeployment deleted", timeout=20)
+    print(f"deleted {time.monotonic() - started:.1f} s after the busy tick was released")
+
+
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        waiting = conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query ILIKE '%monitoring_alerts%' AND pid <> pg_backend_pid()"
+            )
+        )
+        return bool(waiting)
 
 
 def offer_candidate(cluster: Cluster, engine: Engine, name: str, alert_id: int) -> None:
