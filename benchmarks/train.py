@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/train.py                  # quick (today's preset) and previous, through the CLI
                                                            # (embedded SQLite MLflow + database, file storage, temp dir)
     .venv/bin/python benchmarks/train.py --only quick      # one of them
+    .venv/bin/python benchmarks/train.py --only quick --keep models/bench   # and keep the model (serve.py)
     python3 benchmarks/train.py --direct --full --epochs 2 --batch-size 64   # in-process training path only
                                                            # (no MLflow, database or storage): the GPU full-mode run
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,13 +56,16 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_cli(label: str, extra: list[str], env_extra: dict[str, str]) -> dict[str, Any]:
-    """One quick-mode run of `python -m training_job` in a fresh temp home; returns its figures."""
+def run_cli(label: str, extra: list[str], env_extra: dict[str, str], keep: Path | None = None) -> dict[str, Any]:
+    """One quick-mode run of `python -m training_job` in a fresh temp home; returns its figures. `keep`: where the
+    published model directory is copied (e.g. for benchmarks/serve.py --model-dir)."""
     with tempfile.TemporaryDirectory(prefix="mlp-bench-train-") as tmp:
         env = dict(os.environ)
         for name in ("DATABASE_URL", "DB_HOST", "MLFLOW_TRACKING_URI", "STORAGE_URI", "S3_BUCKET"):
             env.pop(name, None)
         env.update(MLP_HOME=str(Path(tmp) / "home"), LOG_FORMAT="text", TQDM_DISABLE="1", **env_extra)
+        # This tree's code, not whatever checkout the venv's editable install points at (the job runs in `tmp`).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         argv = [
             sys.executable,
             "-m",
@@ -82,6 +87,9 @@ def run_cli(label: str, extra: list[str], env_extra: dict[str, str]) -> dict[str
         load_after = os.getloadavg()
         card_path = Path(tmp) / "final" / "model_card.json"
         slices = json.loads(card_path.read_text())["evaluation"]["slices"] if card_path.is_file() else {}
+        if keep is not None and card_path.is_file():
+            shutil.rmtree(keep / label, ignore_errors=True)
+            shutil.copytree(card_path.parent, keep / label)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise SystemExit(f"{label}: training_job exited {done.returncode}")
@@ -227,6 +235,7 @@ def main() -> None:
     parser.add_argument("--max-validation-samples", type=int)
     parser.add_argument("--max-test-samples", type=int)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="copy each run's published model directory to KEEP/<label>")
     args = parser.parse_args()
 
     cpus = len(os.sched_getaffinity(0))
@@ -237,7 +246,7 @@ def main() -> None:
     else:
         results = []
         for label in [args.only] if args.only else list(CONFIGS):
-            results.append(run_cli(label, CONFIGS[label], {}))
+            results.append(run_cli(label, CONFIGS[label], {}, args.keep))
             print(json.dumps(results[-1]), flush=True)
         print_side_by_side(results, cpus)
     if args.json:

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the repository's hand-written tests/data/short_texts.csv when present)",
     )
     data.add_argument("--reference-rows", type=_positive_int, help="rows of the published reference sample (300)")
+    data.add_argument(
+        "--runtime-eval-rows",
+        type=_positive_int,
+        help="test rows each exported runtime (ONNX fp32/int8) is scored on (all; quick: 500)",
+    )
 
     model = parser.add_argument_group("model and training")
     model.add_argument("--model", help="hub name or local directory; 'auto' picks an offline model without network")

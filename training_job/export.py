@@ -170,7 +170,8 @@ def export_runtimes(
     torch_accuracy: float | None = None,
     check_rows: int = 256,
 ) -> dict[str, Any]:
-    """Write the ONNX files into `model_dir`; return the card's `runtimes` section (files, accuracies, deltas).
+    """Write the ONNX files into `model_dir`; return the card's `runtimes` section (files, accuracies on the same
+    `rows`, deltas).
 
     Raises ModelError if the fp32 export disagrees with torch beyond FP32_TOLERANCE (a broken export is never
     published). `texts`/`labels` are the test rows; the first `check_rows` of them are the numerical check.
@@ -191,7 +192,7 @@ def export_runtimes(
     fp32 = export_fp32(model, encoded, pad_id, model_dir / ONNX_FILE)
     int8 = quantize_int8(fp32, model_dir / INT8_FILE)
     runtimes: dict[str, Any] = {
-        "torch": {"file": "model.safetensors", "accuracy": torch_accuracy},
+        "torch": {"file": "model.safetensors", "accuracy": torch_accuracy, "rows": len(truth)},
     }
     for name, path in (("onnx", fp32), ("onnx-int8", int8)):
         forward = onnx_forward(path)
@@ -207,6 +208,7 @@ def export_runtimes(
         runtimes[name] = {
             "file": path.name,
             "accuracy": accuracy,
+            "rows": len(truth),
             "max_abs_diff_vs_torch": max_diff,
             "argmax_agreement_vs_torch": agreement,
             "check_rows": len(checked),

@@ -106,6 +106,7 @@ def test_train_publish_register_and_record(
     assert set(runtimes) == {"torch", "onnx", "onnx-int8"}
     assert runtimes["torch"]["accuracy"] == card["metrics"]["accuracy"]
     assert runtimes["onnx"]["max_abs_diff_vs_torch"] < 1e-3 and runtimes["onnx"]["check_rows"] == 48
+    assert {entry["rows"] for entry in runtimes.values()} == {48}  # every runtime on the same rows
     assert all(0.0 <= runtimes[name]["accuracy"] <= 1.0 for name in runtimes)
     slices = card["evaluation"]["slices"]
     assert {"reviews", "short_snippets", "handwritten"} <= set(slices)
@@ -188,12 +189,18 @@ def test_train_publish_register_and_record(
     assert client.get_run(second["run_id"]).data.tags["champion_decision"] == decision
 
     # --- a third on another test subset: the champion is downloaded (through the server) and scored again ---
-    third = run_job(tiny_args(small_imdb_csv, tiny_base_model, bucket, "--max-test-samples", "40"), capsys)
+    third = run_job(
+        tiny_args(small_imdb_csv, tiny_base_model, bucket, "--max-test-samples", "40", "--runtime-eval-rows", "24"),
+        capsys,
+    )
     decision = client.get_model_version(MODEL_NAME, "3").tags["champion_decision"]
     assert f"champion v{champion}" in decision and "re-scored on this test split" in decision
     assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "3"
     assert list_versions(storage, f"models/{MODEL_NAME}") == ["1", "2", "3"]
     assert third["model_version"] == "3"
+    third_card = json.loads((job_env["cwd"] / "models" / "final" / "model_card.json").read_text())
+    assert {entry["rows"] for entry in third_card["runtimes"].values()} == {24}  # the first 24 of 40 test rows
+    assert third_card["evaluation"]["rows"] == 40
 
 
 class FailingStorage(Storage):

@@ -100,6 +100,8 @@ def test_quick_preset_applies_unless_overridden(clean_env: Path, monkeypatch: py
     assert config.max_train_samples == QUICK_PRESET["max_train_samples"]
     assert config.max_test_samples == 2000
     assert config.hyper.freeze_embeddings is True
+    assert config.runtime_eval_rows == 500  # the ONNX runtimes are scored on 500 of the 2000 test rows
+    assert build_config(load_settings(), parse_flags([])).runtime_eval_rows is None  # full mode: every test row
     monkeypatch.setenv("MAX_LENGTH", "128")
     config = build_config(load_settings(), parse_flags(["--quick", "--epochs", "2"]))
     assert config.hyper.max_length == 128 and config.hyper.epochs == 2.0

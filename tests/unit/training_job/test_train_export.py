@@ -33,7 +33,7 @@ def test_export_writes_both_files_and_reports_each_runtime(hf_only: Path, tmp_pa
         directory, TEXTS, LABELS, max_length=TINY_MAX_LENGTH, head_fraction=0.5, torch_accuracy=0.75, check_rows=8
     )
     assert (directory / export.ONNX_FILE).is_file() and (directory / export.INT8_FILE).is_file()
-    assert runtimes["torch"] == {"file": "model.safetensors", "accuracy": 0.75}
+    assert runtimes["torch"] == {"file": "model.safetensors", "accuracy": 0.75, "rows": len(TEXTS)}
     fp32, int8 = runtimes["onnx"], runtimes["onnx-int8"]
     assert fp32["file"] == "model.onnx" and int8["file"] == "model_int8.onnx"
     assert fp32["check_rows"] == 8 and fp32["max_abs_diff_vs_torch"] < 1e-4
