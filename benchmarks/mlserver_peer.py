@@ -4,8 +4,9 @@ MLServer is not a project dependency: `ensure_venv()` installs it into its own v
 `$MLP_CACHE_DIR/bench/` once (reused afterwards). mlserver-huggingface pins transformers 4.x through optimum and
 imports tensorflow, which that environment gets; torch it takes from this project's environment (symlinks on a
 .pth path), so the peer runs the same torch build as our torch runtime instead of fetching PyPI's multi-GB CUDA
-build. Settings as a user would write them: adaptive batching like ours (32 texts, 5 ms), the same threads,
-truncation to the model card's max_length per request (head truncation: the pipeline has no head+tail).
+build. Settings as a user would write them: the same threads, truncation to the model card's max_length per request
+(head truncation: the pipeline has no head+tail), and no adaptive batching: its Hugging Face runtime fails every
+batched text-classification request (see model_settings below), so a working deployment runs without it.
 """
 
 from __future__ import annotations
@@ -100,8 +101,10 @@ class MLServerPeer:
         model_settings = {
             "name": "sentiment",
             "implementation": "mlserver_huggingface.HuggingFaceRuntime",
-            "max_batch_size": 32,
-            "max_batch_time": 0.005,
+            # No adaptive batching (MLServer's default): with it, mlserver-huggingface 1.7 hands a batch of N
+            # text-classification requests to the pipeline as N positional arguments and every one of them fails
+            # (TypeError: TextClassificationPipeline.__call__() takes 2 positional arguments but 17 were given).
+            "max_batch_size": 1,
             "parameters": {
                 "extra": {
                     "task": "text-classification",
@@ -174,6 +177,9 @@ class MLServerPeer:
                 {"name": "max_length", "shape": [1], "datatype": "INT32", "data": [self.max_length], "parameters": raw},
             ]
         }
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def stop(self) -> None:
         if self._process is None:

@@ -56,6 +56,7 @@ from predictor.runtime import SentimentRuntime  # noqa: E402
 from predictor.torch_runtime import TorchRuntime, configure_torch_threads  # noqa: E402
 from tests.fixtures.postgres import start_postgres  # noqa: E402
 from tests.fixtures.predictor_server import PredictorProcess, count_logged_predictions, wait_for  # noqa: E402
+from tests.fixtures.process import log_tail  # noqa: E402
 
 RUNTIMES = ("torch", "onnx", "onnx-int8")
 GOAL_PEER = 2.0
@@ -211,7 +212,11 @@ def predictor_body(text: str) -> dict[str, Any]:
 async def request(contender: Contender, text: str) -> float | None:
     assert contender.client is not None and contender.body is not None
     start = time.perf_counter()
-    response = await contender.client.post(contender.path, json=contender.body(text))
+    try:
+        response = await contender.client.post(contender.path, json=contender.body(text))
+    except httpx.TransportError as exc:  # a server that crashed or dropped the connection: its error, not ours
+        contender.series.errors.append(f"{type(exc).__name__}: {exc}")
+        return None
     elapsed = time.perf_counter() - start
     if response.status_code != 200:
         contender.series.errors.append(f"{response.status_code} {response.text[:200]}")
@@ -479,6 +484,11 @@ def main() -> int:
             print(f"measuring {len(contenders)} contenders ...", flush=True)
             asyncio.run(measure(contenders, texts, args))
             rss = {key: peak_rss_mb(process.pid) for key, process in servers.items()}
+            for key, process in servers.items():
+                if process.pid is not None and process.exit_code() is not None:
+                    print(f"{key}: EXITED during the measurement; its log ends:\n{log_tail(process.log_path, 30)}")
+            if peer is not None and not peer.running():
+                peer_note = f"MLServer-HF: exited during the measurement; its log ends:\n{log_tail(peer.log_path, 30)}"
             if peer is not None:
                 rss[PEER] = peak_rss_mb(peer.pid)
             batching = {key: mean_batch(process.base_url) for key, process in servers.items()}

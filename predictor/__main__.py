@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--enable_grpc", dest="enable_grpc", choices=["true", "false"])
     parser.add_argument("--max_batch_size", "--max-batch-size", dest="max_batch_size", type=int)
     parser.add_argument("--max_wait_ms", "--max-wait-ms", dest="max_wait_ms", type=float)
+    parser.add_argument("--max_pass_rows", "--max-pass-rows", dest="max_pass_rows", type=int)
     parser.add_argument("--max_request_items", "--max-request-items", dest="max_request_items", type=int)
     parser.add_argument("--max_length", "--max-length", dest="max_length", type=int)
     parser.add_argument("--torch_threads", "--torch-threads", dest="torch_threads", type=int)

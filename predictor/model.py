@@ -82,6 +82,7 @@ class SentimentModel(kserve.Model):  # type: ignore[misc]
             max_batch_size=self.settings.max_batch_size,
             max_wait_ms=self.settings.max_wait_ms,
             max_queued=self.settings.max_queued_requests,
+            pass_rows=self.settings.max_pass_rows,
         )
         if self.writer is not None:
             self.writer.start()

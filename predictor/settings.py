@@ -42,6 +42,12 @@ class PredictorSettings(BaseSettings):
     max_request_items: int = Field(64, ge=1, le=4096, description="Largest batch one request may send")
     max_batch_size: int = Field(32, ge=1, le=4096, description="Largest micro-batch the model runs at once")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="How long a batch may wait for company")
+    max_pass_rows: int = Field(
+        8,
+        ge=1,
+        le=4096,
+        description="Texts per forward pass: a larger micro-batch runs in passes of texts sorted by length",
+    )
     max_queued_requests: int = Field(1024, ge=1, le=1_000_000, description="Waiting requests beyond it get 503")
     torch_threads: int | None = Field(
         None, ge=1, le=256, description="Intra-op threads of either runtime (torch or onnxruntime); default: CPUs"

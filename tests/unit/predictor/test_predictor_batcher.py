@@ -90,6 +90,23 @@ async def test_a_request_larger_than_the_batch_runs_in_chunks() -> None:
     assert list(rows[:, 0]) == [1, 2, 3, 4, 5]
 
 
+async def test_a_micro_batch_runs_in_passes_of_texts_sorted_by_length() -> None:
+    runner = RecordingRunner()
+    batcher = MicroBatcher(runner, max_batch_size=32, max_wait_ms=0, pass_rows=2)
+    texts = ["ccc", "a", "eeeee", "bb", "dddd"]
+    rows = await batcher.submit(texts)
+    await batcher.close()
+    assert runner.batches == [["a", "bb"], ["ccc", "dddd"], ["eeeee"]]  # similar lengths pad together
+    assert list(rows[:, 0]) == [3, 1, 5, 2, 4]  # and each row is back where its text was
+
+
+def test_pass_rows_is_bounded_by_the_batch() -> None:
+    assert MicroBatcher(RecordingRunner(), max_batch_size=4, pass_rows=16).pass_rows == 4
+    assert MicroBatcher(RecordingRunner(), max_batch_size=4).pass_rows == 4
+    with pytest.raises(ValueError, match="pass_rows"):
+        MicroBatcher(RecordingRunner(), pass_rows=0)
+
+
 async def test_a_lone_request_is_not_held_for_max_wait() -> None:
     runner = RecordingRunner()
     # A huge max_wait: if the batcher waited for company, this test would hang instead of finishing.
