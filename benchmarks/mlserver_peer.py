@@ -38,7 +38,12 @@ DEPENDENCIES = (
     "tokenizers<0.20",
     "huggingface-hub<1.0",
     "optimum==1.20.0",
-    "tensorflow",
+    # mlserver_huggingface imports tensorflow unconditionally; 2.21 beside the project's torch 2.13 in one process
+    # segfaults on the first forward pass (reproduced without MLServer), 2.19 does not. 2.19 needs protobuf 5, and
+    # googleapis-common-protos >= 1.70 needs protobuf 6: both pinned back.
+    "tensorflow==2.19.0",
+    "protobuf>=5.27.2,<6",
+    "googleapis-common-protos<1.70",
     "tf-keras",
     "pillow",
     "uvloop<0.22",  # mlserver 1.7's inference workers call asyncio.get_event_loop(), which newer uvloop refuses
