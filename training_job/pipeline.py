@@ -520,16 +520,14 @@ class TrainingRun:
             head_fraction=config.head_fraction,
         )
         model_dir = write_model_dir(trainer.model, tokenizer, card, reference, run_dir / "model")
-        scored = len(data.test) if config.runtime_eval_rows is None else min(config.runtime_eval_rows, len(data.test))
+        scored = slice(config.runtime_eval_rows)  # the first N test rows; None: all of them
         card.runtimes = export_runtimes(  # type: ignore[assignment]  # validated into RuntimeEntry
             model_dir,
-            data.test["text"].iloc[:scored].tolist(),
-            labels[:scored],
+            data.test["text"].iloc[scored].tolist(),
+            labels[scored],
             max_length=hyper.max_length,
             head_fraction=config.head_fraction,
-            torch_accuracy=evaluation.metrics["accuracy"]
-            if scored == len(data.test)
-            else float((probabilities[:scored].argmax(axis=1) == labels[:scored]).mean()),
+            torch_accuracy=classification_metrics(labels[scored], probabilities[scored])["accuracy"],
         )
         version, manifest = publish_model(self.storage, config.model_name, model_dir, card)
         storage_uri = self.storage.uri_for(version_prefix(config.model_name, version))
