@@ -68,7 +68,7 @@ serve_wheels() {
   # SO_REUSEADDR as http.server sets it: the previous build's server leaves the port in TIME_WAIT, not taken.
   if ! "$PY" -c "import socket as k, sys; s=k.socket(); s.setsockopt(k.SOL_SOCKET, k.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
     log "warning: port $port is taken: the wheelhouse is served on another, and the dependency layers rebuild"
-    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
   fi
   "$PY" -m http.server --bind 127.0.0.1 --directory "$wheelhouse" "$port" >/dev/null 2>&1 &
   server_pid=$!

@@ -20,8 +20,6 @@ BIN="$TOOLS_DIR/bin"
 DOCKER="${DOCKER:-/usr/bin/docker}"
 ctr_() { ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 kubectl_() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
-# free_port: a loopback TCP port free now (for the cluster processes' health and metrics listeners).
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # alive NAME: the process started under that name is still running.
 alive() { local p; p=$(cat "$RUN/pids/$1" 2>/dev/null) && kill -0 "$p" 2>/dev/null; }
 # mem_report: peak memory of the control plane + runtime (our cgroup) and of all pods (kubelet's kubepods), MB.

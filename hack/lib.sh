@@ -9,6 +9,8 @@ export CGO_ENABLED=0
 # The project's venv has pip; a bare Debian python3 may not. Only `pip download` is used: nothing from
 # these helpers is ever installed into a Python environment.
 if [ -x "$REPO_ROOT/.venv/bin/python" ]; then PY="$REPO_ROOT/.venv/bin/python"; else PY="$(command -v python3)"; fi
+# free_port: a loopback TCP port free now (cluster health and metrics listeners, the images' wheelhouse fallback).
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # have NAME VERSION: true when the pinned build is already cached.
 have() { [ -x "$TOOLS_DIR/bin/$1" ] && [ "$(cat "$TOOLS_DIR/bin/.$1.version" 2>/dev/null)" = "$2" ]; }
