@@ -31,9 +31,11 @@ $(BIN)/python:
 	  || { echo "need Python 3.11 or 3.12 as $(PYTHON)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the dependency declarations change; the stamp lives inside the venv.
+# Reinstall only when the dependency declarations change; the stamp lives inside the venv. uv (pinned, from
+# hack/install-uv.sh) installs: it hard-links wheels from its cache, so a second checkout's venv takes seconds and
+# almost no disk. The venv keeps its own pip (python -m venv) for the scripts that `pip download` or `pip wheel`.
 $(VENV)/.deps-installed: pyproject.toml $(wildcard constraints.txt) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(CONSTRAINTS)
+	uv=$$(bash hack/install-uv.sh); "$$uv" pip install --quiet --python $(BIN)/python -e '.[dev]' $(CONSTRAINTS)
 	touch $@
 
 deps: $(VENV)/.deps-installed
