@@ -33,9 +33,12 @@ $(BIN)/python:
 
 # Reinstall only when the dependency declarations change; the stamp lives inside the venv. uv (pinned, from
 # hack/install-uv.sh) installs: it hard-links wheels from its cache, so a second checkout's venv takes seconds and
-# almost no disk. The venv keeps its own pip (python -m venv) for the scripts that `pip download` or `pip wheel`.
+# almost no disk. It compiles the bytecode once, as pip did: where PYTHONDONTWRITEBYTECODE is set (CI here), every
+# process would otherwise recompile torch and transformers on import (10 s each; the tests start dozens). The venv
+# keeps its own pip (python -m venv) for the scripts that `pip download` or `pip wheel`.
 $(VENV)/.deps-installed: pyproject.toml $(wildcard constraints.txt) | $(BIN)/python
-	uv=$$(bash hack/install-uv.sh); "$$uv" pip install --quiet --python $(BIN)/python -e '.[dev]' $(CONSTRAINTS)
+	uv=$$(bash hack/install-uv.sh); "$$uv" pip install --quiet --compile-bytecode --python $(BIN)/python \
+	  -e '.[dev]' $(CONSTRAINTS)
 	touch $@
 
 deps: $(VENV)/.deps-installed
