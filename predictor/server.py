@@ -11,6 +11,7 @@ from typing import Any, cast
 from mlcore.config import get_settings
 from mlcore.db import create_db_engine
 from predictor.body_limit import BodySizeLimit
+from predictor.fast_infer import FastV2Infer
 from predictor.settings import PredictorSettings
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ def serve(settings: PredictorSettings) -> None:
         _without_repository_routes()
         app = model_server.app
         _install_error_handlers(app)
+        # Added first, so it runs inside the body cap.
+        app.add_middleware(FastV2Infer, model_name=model.name, dataplane=server.dataplane)
         app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
         if writer is not None:
             service = FeedbackService(writer, lambda: model.labels, deployment_id=settings.deployment_id)
