@@ -461,7 +461,7 @@ def main() -> int:
         "--single-per-round",
         type=int,
         default=40,
-        help="texts at c=1 / batch 1 per round (p50 of 3x40 is stable to ~2%%)",
+        help="texts at c=1 / batch 1 per round",
     )
     parser.add_argument("--burst", type=int, default=96, help="texts per contender per round at c=16 / batch 32")
     parser.add_argument("--cold-starts", type=int, default=3, help="cold starts per runtime")
