@@ -34,6 +34,25 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def mean_pool(model: Any) -> None:
+    """Replace a BertForSequenceClassification's [CLS] pooler by a masked mean over the last hidden states. The
+    pooler sees only hidden states, so a pre-hook on the encoder keeps each call's attention mask for it."""
+    import torch
+
+    mask: dict[str, torch.Tensor] = {}
+
+    def keep_mask(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mask["now"] = kwargs["attention_mask"]
+
+    class MeanPool(torch.nn.Module):
+        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+            weights = mask["now"].unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    model.bert.register_forward_pre_hook(keep_mask, with_kwargs=True)
+    model.bert.pooler = MeanPool()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True)
@@ -46,6 +65,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--chunks", type=int, default=0, help="sentence runs per review")
     parser.add_argument("--freeze-layers", type=int, default=0)
+    parser.add_argument(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="what the classifier reads: the pooler over [CLS] (the job's model) or the mean of the last hidden "
+        "states over real tokens (how all-MiniLM-L6-v2 was trained as a sentence encoder; an experiment here only)",
+    )
     parser.add_argument("--out", type=Path, default=Path("train_proxy.jsonl"))
     args = parser.parse_args()
 
@@ -88,6 +114,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="mlp-proxy-") as tmp:
         model = training.load_model(model_path, params.attention_dropout)
+        if args.pooling == "mean":
+            mean_pool(model)
         trainer = training.build_trainer(model, tokenizer, ds["train"], ds["val"], params, Path(tmp), [])
         outcome = training.train(trainer)
         mark("train")
