@@ -16,11 +16,17 @@ bash "$here/build-kserve-controller.sh" >/dev/null
 kserve=$(bash "$here/fetch-kserve-crds.sh")
 mkdir -p "$RUN/kserve/tmp/k8s-webhook-server/serving-certs" "$RUN/pids" "$RUN/logs"
 
-kubectl_ apply --server-side --force-conflicts -f "$kserve/crds" >/dev/null
-for _ in $(seq 30); do
-  grep -q "condition met" <<<"$(output_of kubectl_ wait --for=condition=Established crd --all --timeout=5s)" && break
+crds=$(kubectl_ apply --server-side --force-conflicts -f "$kserve/crds" -o name)
+# Established, then served by discovery: the manager builds its REST mapper from discovery once, at start, and a
+# kind missing there fails its controller setup ("no matches for kind InferenceService", seen once in CI).
+kubectl_ wait --for=condition=Established --timeout=60s $crds >/dev/null || die "KServe's CRDs not established in 60 s"
+missing=""
+for _ in $(seq 60); do
+  missing=$(comm -23 <(sed 's|.*/||' <<<"$crds" | sort) <(output_of kubectl_ api-resources -o name | sort))
+  [ -z "$missing" ] && break
   sleep 1
 done
+[ -z "$missing" ] || die "not served by the API server's discovery after 60 s: $(echo $missing)"
 kubectl_ create namespace kserve --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
 # The release's ConfigMap with two settings changed: Standard mode by default, no Ingress objects.
 "$PY" - "$kserve/inferenceservice-config.yaml" > "$RUN/kserve/inferenceservice-config.yaml" <<'PY'
