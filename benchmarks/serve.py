@@ -457,12 +457,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, help="token limit (default: the model card's)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="intra-op threads")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument(
-        "--single-per-round",
-        type=int,
-        default=40,
-        help="texts at c=1 / batch 1 per round",
-    )
+    parser.add_argument("--single-per-round", type=int, default=40, help="texts at c=1 / batch 1 per round")
     parser.add_argument("--burst", type=int, default=96, help="texts per contender per round at c=16 / batch 32")
     parser.add_argument("--cold-starts", type=int, default=3, help="cold starts per runtime")
     parser.add_argument("--accuracy-rows", type=int, default=2000, help="test reviews for the accuracy")
@@ -532,7 +527,7 @@ def main() -> int:
             asyncio.run(measure(contenders, texts, args))
             rss = {key: peak_rss_mb(process.pid) for key, process in servers.items()}
             for key, process in servers.items():
-                if process.pid is not None and process.exit_code() is not None:
+                if process.exit_code() is not None:  # None while it runs
                     print(f"{key}: EXITED during the measurement; its log ends:\n{log_tail(process.log_path, 30)}")
             if peer is not None and not peer.running():
                 peer_note = f"MLServer-HF: exited during the measurement; its log ends:\n{log_tail(peer.log_path, 30)}"
