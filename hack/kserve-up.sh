@@ -19,7 +19,16 @@ mkdir -p "$RUN/kserve/tmp/k8s-webhook-server/serving-certs" "$RUN/pids" "$RUN/lo
 crds=$(kubectl_ apply --server-side --force-conflicts -f "$kserve/crds" -o name)
 # Established, then served by discovery: the manager builds its REST mapper from discovery once, at start, and a
 # kind missing there fails its controller setup ("no matches for kind InferenceService", seen once in CI).
-kubectl_ wait --for=condition=Established --timeout=60s $crds >/dev/null || die "KServe's CRDs not established in 60 s"
+# Polled, not `kubectl wait`: that fails at once on a CRD whose status has no conditions yet (seen in CI:
+# ".status.conditions accessor error: <nil>").
+established='.status.conditions[?(@.type=="Established")].status'
+pending="$crds"
+for _ in $(seq 60); do
+  pending=$(output_of kubectl_ get $crds --no-headers -o "custom-columns=N:.metadata.name,E:$established" | awk '$2 != "True"')
+  [ -z "$pending" ] && break
+  sleep 1
+done
+[ -z "$pending" ] || die "KServe's CRDs not established after 60 s: $(echo $pending)"
 missing=""
 for _ in $(seq 60); do
   missing=$(comm -23 <(sed 's|.*/||' <<<"$crds" | sort) <(output_of kubectl_ api-resources -o name | sort))
