@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from contextlib import ExitStack
+from typing import Any
+
 import pytest
 from kubernetes import client
 from sqlalchemy.engine import Engine
@@ -11,36 +16,71 @@ from tests.fixtures.operator_harness import Cluster, OperatorThread, model_deplo
 
 pytestmark = pytest.mark.k8s
 
+PEERING = ("kopf.dev", "v1")
+# kopf's peering log lines (kopf._core.engines.peering): only a replica that saw a higher priority pauses.
+PAUSED = "Pausing operations in favour of"
+
+
+def kopf_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.name.startswith("kopf")]
+
+
+def explain(cluster: Cluster, caplog: pytest.LogCaptureFixture, peering: dict[str, Any], name: str) -> str:
+    """What a failure needs to be read: the peers as the API holds them, the object's status and kopf's log."""
+    body = cluster.objects.get_namespaced_custom_object(
+        "mlpipeline.io", "v1alpha1", cluster.namespace, "modeldeployments", name
+    )
+    peering_lines = [line for line in kopf_lines(caplog) if "peering" in line or "operations" in line]
+    return "\n".join(
+        [
+            f"peers: {json.dumps(peering.get('status'))}",
+            f"{name}: status {json.dumps(body.get('status'))} annotations {json.dumps(body['metadata'].get('annotations'))}",
+            *peering_lines[-40:],
+        ]
+    )
+
 
 def test_only_one_replica_acts_and_the_other_takes_over(
-    cluster: Cluster, operator_config: OperatorConfig, engine: Engine
+    cluster: Cluster, operator_config: OperatorConfig, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
-        "kopf.dev",
-        "v1",
+    caplog.set_level(logging.INFO, logger="kopf")
+    peerings = client.CustomObjectsApi(cluster.api)
+    peerings.create_namespaced_custom_object(
+        *PEERING,
         cluster.namespace,
         "kopfpeerings",
         {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "mlpipeline-operator"}},
     )
+
+    def peering() -> dict[str, Any]:
+        return dict(
+            peerings.get_namespaced_custom_object(*PEERING, cluster.namespace, "kopfpeerings", "mlpipeline-operator")
+        )
+
     leader_config = operator_config.model_copy(update={"standalone": False, "priority": 200})
     standby_config = operator_config.model_copy(update={"standalone": False, "priority": 100})
-    standby = OperatorThread(standby_config, engine).start()
-    leader = OperatorThread(leader_config, engine).start()
-    try:
-        peering = lambda: client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(  # noqa: E731
-            "kopf.dev", "v1", cluster.namespace, "kopfpeerings", "mlpipeline-operator"
-        )
+    with ExitStack() as running:  # both replicas stop whatever fails, so no operator thread outlives the test
+        standby = OperatorThread(standby_config, engine).start()
+        running.callback(standby.stop)
+        leader = OperatorThread(leader_config, engine).start()
+        running.callback(leader.stop)
         wait_for(lambda: len(peering().get("status") or {}) == 2, "both replicas announced")
+        # The standby acted alone until it saw the leader: only once it has paused does "only one acts" hold.
+        wait_for(lambda: any(PAUSED in line for line in kopf_lines(caplog)), "the standby paused for the leader")
+
         cluster.create(model_deployment("one", "1"))
-        wait_for(lambda: cluster.isvc("one"), "InferenceService one")
+        try:
+            wait_for(lambda: cluster.isvc("one"), "InferenceService one")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{explain(cluster, caplog, peering(), 'one')}") from exc
         cluster.make_ready("one")
         cluster.wait_phase("one", "Succeeded")
         deploying = [m for r, m in cluster.events("one") if r == "Deploying"]
         assert len(deploying) == 1
-    finally:
-        leader.stop()
-    try:
+
+        leader.stop()  # stopping twice is harmless: the exit callback then finds no thread
         cluster.create(model_deployment("two", "1"))
-        wait_for(lambda: cluster.isvc("two"), "InferenceService two, handled by the standby", timeout=120)
-    finally:
-        standby.stop()
+        try:
+            wait_for(lambda: cluster.isvc("two"), "InferenceService two, handled by the standby", timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{explain(cluster, caplog, peering(), 'two')}") from exc
