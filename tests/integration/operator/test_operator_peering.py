@@ -34,7 +34,8 @@ def explain(cluster: Cluster, caplog: pytest.LogCaptureFixture, peering: dict[st
     return "\n".join(
         [
             f"peers: {json.dumps(peering.get('status'))}",
-            f"{name}: status {json.dumps(body.get('status'))} annotations {json.dumps(body['metadata'].get('annotations'))}",
+            f"{name}: status {json.dumps(body.get('status'))}",
+            f"{name}: annotations {json.dumps(body['metadata'].get('annotations'))}",
             *peering_lines[-40:],
         ]
     )
