@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--chunks", type=int, default=0, help="sentence runs per review")
+    parser.add_argument(
+        "--chunk-words", type=int, nargs=2, default=(4, 40), metavar=("MIN", "MAX"), help="words per sentence run"
+    )
     parser.add_argument("--freeze-layers", type=int, default=0)
     parser.add_argument(
         "--pooling",
@@ -95,7 +98,9 @@ def main() -> None:
     val_df = splitting.sample(split.validation, args.val, 42)
     test_df = splitting.stable_subset(split.test, args.test)
     if args.chunks:
-        extra = chunking.chunk_frame(train_df, per_review=args.chunks, min_words=4, max_words=40, seed=42)
+        extra = chunking.chunk_frame(
+            train_df, per_review=args.chunks, min_words=args.chunk_words[0], max_words=args.chunk_words[1], seed=42
+        )
         train_df = pd.concat([train_df, extra], ignore_index=True)
     eval_slices = slices.build_slices(split.test, slices.parse_eval_sets(None))
     mark("data")

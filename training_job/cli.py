@@ -27,6 +27,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _word_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    if not (sep and low.isdigit() and high.isdigit()) or not 1 <= int(low) <= int(high):
+        raise argparse.ArgumentTypeError(f"must be MIN-MAX words with 1 <= MIN <= MAX, e.g. 3-30 (got {value!r})")
+    return int(low), int(high)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training_job",
@@ -42,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--chunks-per-review",
         type=int,
-        help="opinionated 4-40 word sentence runs of each training review added to the training rows (default 0: off)",
+        help="opinionated sentence runs of each training review added to the training rows, labelled by their "
+        "review (default 0: off; quick: see --chunk-words)",
+    )
+    data.add_argument(
+        "--chunk-words",
+        type=_word_range,
+        metavar="MIN-MAX",
+        help="words per sentence run of --chunks-per-review (default 4-40)",
     )
     data.add_argument(
         "--eval-set",

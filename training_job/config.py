@@ -166,6 +166,9 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
             raise ConfigurationError(f"--{key.replace('_', '-')} must be at least 2 (got {merged[key]})")
     if merged.get("chunks_per_review") is not None and merged["chunks_per_review"] < 0:
         raise ConfigurationError(f"--chunks-per-review must be 0 or more (got {merged['chunks_per_review']})")
+    low_words, high_words = (int(words) for words in merged.get("chunk_words") or CHUNK_WORDS)
+    if not 1 <= low_words <= high_words:
+        raise ConfigurationError(f"--chunk-words must be MIN-MAX with 1 <= MIN <= MAX (got {low_words}-{high_words})")
     if merged.get("freeze_layers") is not None and merged["freeze_layers"] < 0:
         raise ConfigurationError(f"--freeze-layers must be 0 or more (got {merged['freeze_layers']})")
     if merged.get("include_feedback") and not merged.get("feedback_deployment"):
@@ -208,6 +211,7 @@ def build_config(settings: Settings, flags: dict[str, Any]) -> JobConfig:
         runtime_eval_rows=merged.get("runtime_eval_rows"),
         head_fraction=float(merged.get("head_fraction", DEFAULT_HEAD_FRACTION)),
         chunks_per_review=int(merged.get("chunks_per_review") or 0),
+        chunk_words=(low_words, high_words),
         eval_sets=parse_eval_sets(merged.get("eval_set")),
         run_key=merged.get("run_key"),
         tracking_uri=merged.get("tracking_uri") or settings.effective_tracking_uri,

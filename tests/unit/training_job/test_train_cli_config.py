@@ -9,7 +9,7 @@ import pytest
 from mlcore.config import load_settings
 from mlcore.errors import ConfigurationError, ModelError
 from training_job.cli import main, parse_flags
-from training_job.config import QUICK_PRESET, build_config, resolve_model
+from training_job.config import CHUNK_WORDS, QUICK_PRESET, build_config, resolve_model
 
 pytestmark = pytest.mark.unit
 
@@ -167,3 +167,17 @@ def test_chunk_mixing_layer_freezing_and_eval_sets(clean_env: Path) -> None:
         build_config(load_settings(), {"chunks_per_review": -1})
     with pytest.raises(ConfigurationError, match="freeze-layers"):
         build_config(load_settings(), {"freeze_layers": -2})
+
+
+def test_chunk_words_flag_sets_the_run_length_and_rejects_a_bad_range(clean_env: Path) -> None:
+    quick = build_config(load_settings(), parse_flags(["--quick"]))
+    assert quick.chunk_words == QUICK_PRESET.get("chunk_words", CHUNK_WORDS)
+    short = build_config(load_settings(), parse_flags(["--quick", "--chunk-words", "2-12"]))
+    assert short.chunk_words == (2, 12)
+    assert short.params()["chunk_words"] == "2-12"
+    assert short.derived_run_key("h") != quick.derived_run_key("h")
+    for bad in ("12-2", "0-5", "5", "a-b", "3-"):
+        with pytest.raises(SystemExit):
+            parse_flags(["--chunk-words", bad])
+    with pytest.raises(ConfigurationError, match="chunk-words"):
+        build_config(load_settings(), {"chunk_words": (9, 3)})
