@@ -16,26 +16,28 @@ bash "$here/build-kserve-controller.sh" >/dev/null
 kserve=$(bash "$here/fetch-kserve-crds.sh")
 mkdir -p "$RUN/kserve/tmp/k8s-webhook-server/serving-certs" "$RUN/pids" "$RUN/logs"
 
+# until_none WHAT COMMAND...: poll COMMAND (60 s) until it prints nothing; else die with WHAT and what it printed last.
+until_none() {
+  local what=$1 left; shift
+  for _ in $(seq 60); do
+    left=$("$@")
+    [ -z "$left" ] && return 0
+    sleep 1
+  done
+  die "$what after 60 s: $(echo $left)"
+}
 crds=$(kubectl_ apply --server-side --force-conflicts -f "$kserve/crds" -o name)
 # Established, then served by discovery: the manager builds its REST mapper from discovery once, at start, and a
 # kind missing there fails its controller setup ("no matches for kind InferenceService", seen once in CI).
 # Polled, not `kubectl wait`: that fails at once on a CRD whose status has no conditions yet (seen in CI:
 # ".status.conditions accessor error: <nil>").
-established='.status.conditions[?(@.type=="Established")].status'
-pending="$crds"
-for _ in $(seq 60); do
-  pending=$(output_of kubectl_ get $crds --no-headers -o "custom-columns=N:.metadata.name,E:$established" | awk '$2 != "True"')
-  [ -z "$pending" ] && break
-  sleep 1
-done
-[ -z "$pending" ] || die "KServe's CRDs not established after 60 s: $(echo $pending)"
-missing=""
-for _ in $(seq 60); do
-  missing=$(comm -23 <(sed 's|.*/||' <<<"$crds" | sort) <(output_of kubectl_ api-resources -o name | sort))
-  [ -z "$missing" ] && break
-  sleep 1
-done
-[ -z "$missing" ] || die "not served by the API server's discovery after 60 s: $(echo $missing)"
+not_established() {
+  output_of kubectl_ get $crds --no-headers -o 'custom-columns=N:.metadata.name,E:.status.conditions[?(@.type=="Established")].status' \
+    | awk '$2 != "True"'
+}
+not_discovered() { comm -23 <(sed 's|.*/||' <<<"$crds" | sort) <(output_of kubectl_ api-resources -o name | sort); }
+until_none "KServe's CRDs not established" not_established
+until_none "not served by the API server's discovery" not_discovered
 kubectl_ create namespace kserve --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
 # The release's ConfigMap with two settings changed: Standard mode by default, no Ingress objects.
 "$PY" - "$kserve/inferenceservice-config.yaml" > "$RUN/kserve/inferenceservice-config.yaml" <<'PY'
