@@ -171,7 +171,7 @@ def test_chunk_mixing_layer_freezing_and_eval_sets(clean_env: Path) -> None:
 
 def test_chunk_words_flag_sets_the_run_length_and_rejects_a_bad_range(clean_env: Path) -> None:
     quick = build_config(load_settings(), parse_flags(["--quick"]))
-    assert quick.chunk_words == QUICK_PRESET.get("chunk_words", CHUNK_WORDS)
+    assert quick.chunk_words == QUICK_PRESET["chunk_words"] != CHUNK_WORDS
     short = build_config(load_settings(), parse_flags(["--quick", "--chunk-words", "2-12"]))
     assert short.chunk_words == (2, 12)
     assert short.params()["chunk_words"] == "2-12"
