@@ -469,7 +469,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp_name:
         tmp = Path(tmp_name)
         if args.model_dir:
-            model_dir = args.model_dir
+            model_dir = args.model_dir.resolve()  # the peer and the predictors run in their own directories
         elif args.train:
             model_dir = train_quick_model(tmp / "train", args.train_timeout)
         else:

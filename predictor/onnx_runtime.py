@@ -6,6 +6,7 @@ the model card's `runtimes` section names for the variant; the training job's ex
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,21 @@ class FastTokenizer:
             return {"input_ids": self._tokenizer.encode(texts, add_special_tokens=add_special_tokens).ids}
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)
         return {"input_ids": [encoding.ids for encoding in encodings]}
+
+
+def release_free_heap() -> None:
+    """Give the heap that loading freed back to the OS (glibc keeps it otherwise).
+
+    Parsing the protobuf and optimising the graph free tens of MB of temporaries that glibc keeps mapped, and the
+    arena's growth under load then comes on top. In process, an fp32 session's RSS after load fell from 300-330 to
+    299 MB trimmed. With the memory pattern off as well, the fp32 predictor's peak RSS after 1200 requests at c=16
+    fell from 490 to 414 MB. A no-op where the C library has no malloc_trim.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return
 
 
 class OnnxRuntime(SentimentRuntime):
@@ -94,10 +110,16 @@ class OnnxRuntime(SentimentRuntime):
         # Idle workers sleep instead of spinning (as OMP_WAIT_POLICY=PASSIVE does for torch): a server has other
         # threads, and usually neighbours on its CPUs, that spinning workers would starve.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Inputs vary in shape from pass to pass, so a memory pattern planned for one shape is rarely reused; without
+        # it each pass takes what it needs from the arena (in process, fp32 peak RSS under load 15-20 MB lower at
+        # the same speed).
+        options.enable_mem_pattern = False
         try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own pybind exception types (InvalidProtobuf, Fail, ...)
             raise ModelError(f"{path}: not a loadable ONNX model: {str(exc).splitlines()[0][:300]}") from None
+        release_free_heap()
+        return session
 
     @property
     def loaded(self) -> bool:

@@ -78,6 +78,8 @@ def _versioned_dataplane(
 REPOSITORY_ROUTE_PREFIX = "/v2/repository/"
 # kserve's /v2/models/{name}/versions/{version}[...] routes only ever answer 501; one version is served per pod.
 VERSION_ROUTE_PART = "/versions/{model_version}"
+# kserve's per-request timing lines (kserve.logging.KSERVE_TRACE_LOGGER_NAME).
+TRACE_LOGGER = "kserve.trace"
 
 
 def _served_route(path: str) -> bool:
@@ -108,6 +110,13 @@ def _without_repository_routes() -> None:
                 super()._register_endpoints(app)
             finally:
                 del app.include_router
+
+        def _add_middlewares(self, app: Any) -> None:
+            # kserve's TimingMiddleware writes only to the kserve.trace logger, at INFO; with that logger quiet
+            # (PREDICTOR_ACCESS_LOG off, see _quiet_request_logs) it would still scan the routes and read the
+            # process's CPU time twice on every request, for lines nobody sees.
+            if logging.getLogger(TRACE_LOGGER).isEnabledFor(logging.INFO):
+                super()._add_middlewares(app)
 
         def _add_exception_handlers(self, app: Any) -> None:
             super()._add_exception_handlers(app)
@@ -159,7 +168,7 @@ def _grpc_metadata_with_versions() -> None:
 
 def _quiet_request_logs(enabled: bool) -> None:
     level = logging.INFO if enabled else logging.WARNING
-    for name in ("uvicorn.access", "kserve.trace"):
+    for name in ("uvicorn.access", TRACE_LOGGER):
         logging.getLogger(name).setLevel(level)
 
 
