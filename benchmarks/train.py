@@ -47,6 +47,8 @@ PREVIOUS_FLAGS = [
     "--epochs", "1",
     "--chunks-per-review", "0",
     "--freeze-layers", "0",
+    "--train-max-length", "256",
+    "--hidden-dropout", "0.1",
 ]  # fmt: skip
 CONFIGS = {"quick": [], "previous": PREVIOUS_FLAGS}
 

@@ -60,6 +60,11 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=200, help="validation reviews")
     parser.add_argument("--test", type=int, default=2000, help="fixed test subset")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument(
+        "--train-max-length",
+        type=int,
+        help="token limit of the training rows only (default: --max-length, which validation, test and slices use)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -74,6 +79,12 @@ def main() -> None:
         default="cls",
         help="what the classifier reads: the pooler over [CLS] (the job's model) or the mean of the last hidden "
         "states over real tokens (how all-MiniLM-L6-v2 was trained as a sentence encoder; an experiment here only)",
+    )
+    parser.add_argument(
+        "--hidden-dropout",
+        type=float,
+        help="dropout on hidden states and the classifier head, as the job's --hidden-dropout (default: the "
+        "checkpoint's 0.1; attention dropout is the job's 0 either way)",
     )
     parser.add_argument("--out", type=Path, default=Path("train_proxy.jsonl"))
     args = parser.parse_args()
@@ -106,7 +117,11 @@ def main() -> None:
     mark("data")
     tokenizer = tokenization.load_tokenizer(model_path)
     frames = {"train": train_df, "val": val_df, "test": test_df}
-    ds = {name: tokenization.to_dataset(tokenizer, frame, args.max_length) for name, frame in frames.items()}
+    lengths = {"train": args.train_max_length or args.max_length}
+    ds = {
+        name: tokenization.to_dataset(tokenizer, frame, lengths.get(name, args.max_length))
+        for name, frame in frames.items()
+    }
     mark("tokenize")
     params = training.HyperParams(
         learning_rate=args.lr,
@@ -118,7 +133,7 @@ def main() -> None:
         freeze_layers=args.freeze_layers,
     )
     with tempfile.TemporaryDirectory(prefix="mlp-proxy-") as tmp:
-        model = training.load_model(model_path, params.attention_dropout)
+        model = training.load_model(model_path, params.attention_dropout, args.hidden_dropout)
         if args.pooling == "mean":
             mean_pool(model)
         trainer = training.build_trainer(model, tokenizer, ds["train"], ds["val"], params, Path(tmp), [])

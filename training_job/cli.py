@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--head-fraction", type=float, help="share of max-length kept from a long text's start")
     model.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None)
     model.add_argument("--freeze-layers", type=int, help="leave the first N encoder layers untrained (0)")
+    model.add_argument(
+        "--train-max-length",
+        type=_positive_int,
+        help="token limit of the training rows only (default: --max-length, which evaluation and serving use)",
+    )
+    model.add_argument(
+        "--hidden-dropout", type=float, help="dropout on hidden states and the head (default: the checkpoint's)"
+    )
     model.add_argument("--early-stopping-patience", type=_positive_int)
     model.add_argument("--seed", type=int)
 

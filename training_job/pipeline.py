@@ -271,7 +271,7 @@ class TrainingRun:
 
     def _train_trial(self, trial: optuna.Trial, trials: _Trials, params: HyperParams, scratch: Path) -> float:
         trainer = build_trainer(
-            load_model(trials.model_path, params.attention_dropout),
+            load_model(trials.model_path, params.attention_dropout, params.hidden_dropout),
             trials.tokenizer,
             trials.datasets["train"],
             trials.datasets["validation"],
@@ -299,7 +299,7 @@ class TrainingRun:
         store = CheckpointStore(self.storage, join_key("checkpoints", config.model_name, run_key))
         resume = store.restore(checkpoint_dir)
         trainer = build_trainer(
-            load_model(model_path, hyper.attention_dropout),
+            load_model(model_path, hyper.attention_dropout, hyper.hidden_dropout),
             tokenizer,
             datasets["train"],
             datasets["validation"],
@@ -343,7 +343,8 @@ class TrainingRun:
             tokenizer = load_tokenizer(model_path)
             max_length, head = config.hyper.max_length, config.head_fraction
             datasets = {
-                "train": to_dataset(tokenizer, data.train, max_length, head),
+                # Training rows may be cut shorter than what is evaluated and served (--train-max-length).
+                "train": to_dataset(tokenizer, data.train, config.hyper.train_max_length or max_length, head),
                 "validation": to_dataset(tokenizer, data.validation, max_length, head),
                 "test": to_dataset(tokenizer, data.test, max_length, head),
             }

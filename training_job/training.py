@@ -56,6 +56,8 @@ class HyperParams:
     warmup_fraction: float = 0.1
     head_lr_multiplier: float = 1.0
     attention_dropout: float | None = 0.0
+    hidden_dropout: float | None = None  # None: the checkpoint's own (0.1 for BERT-style models)
+    train_max_length: int | None = None  # token limit of the training rows; None: max_length (what serving uses)
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     seed: int = 42
@@ -112,9 +114,14 @@ def precision_args() -> dict[str, Any]:
 
 # Names architectures give their attention-dropout probability.
 _ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+# ... and the dropout on hidden states and before the classification head (BERT's classifier_dropout defaults to
+# its hidden dropout; DistilBERT calls them dropout and seq_classif_dropout).
+_HIDDEN_DROPOUT_KEYS = ("hidden_dropout_prob", "classifier_dropout", "dropout", "seq_classif_dropout")
 
 
-def load_model(model_path: str, attention_dropout: float | None = None) -> PreTrainedModel:
+def load_model(
+    model_path: str, attention_dropout: float | None = None, hidden_dropout: float | None = None
+) -> PreTrainedModel:
     """A two-class classifier (id2label negative/positive) from a hub name or a local directory.
 
     attention_dropout=0 lets scaled-dot-product attention take its fused kernel while training: with dropout on the
@@ -127,10 +134,12 @@ def load_model(model_path: str, attention_dropout: float | None = None) -> PreTr
         quiet_library_bars()
     try:
         config = AutoConfig.from_pretrained(model_path, num_labels=2, id2label=ID2LABEL, label2id=LABEL2ID)
-        if attention_dropout is not None:
-            for key in _ATTENTION_DROPOUT_KEYS:
+        for keys, probability in ((_ATTENTION_DROPOUT_KEYS, attention_dropout), (_HIDDEN_DROPOUT_KEYS, hidden_dropout)):
+            if probability is None:
+                continue
+            for key in keys:
                 if hasattr(config, key):
-                    setattr(config, key, attention_dropout)
+                    setattr(config, key, probability)
         model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(model_path, config=config)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a sequence-classification model from {model_path!r}: {exc}") from exc

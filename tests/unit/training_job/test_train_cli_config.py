@@ -158,9 +158,9 @@ def test_chunk_mixing_layer_freezing_and_eval_sets(clean_env: Path) -> None:
     assert quick.params()["chunks_per_review"] == quick.chunks_per_review  # part of the run key
     off = build_config(
         load_settings(),
-        parse_flags(["--quick", "--chunks-per-review", "2", "--freeze-layers", "3", "--eval-set", "tweets=/t.csv"]),
+        parse_flags(["--quick", "--chunks-per-review", "1", "--freeze-layers", "1", "--eval-set", "tweets=/t.csv"]),
     )
-    assert off.chunks_per_review == 2 and off.hyper.freeze_layers == 3
+    assert off.chunks_per_review == 1 and off.hyper.freeze_layers == 1  # both differ from the preset
     assert off.eval_sets == (("tweets", "/t.csv"),)
     assert off.derived_run_key("h") != quick.derived_run_key("h")
     with pytest.raises(ConfigurationError, match="chunks-per-review"):
@@ -181,3 +181,29 @@ def test_chunk_words_flag_sets_the_run_length_and_rejects_a_bad_range(clean_env:
             parse_flags(["--chunk-words", bad])
     with pytest.raises(ConfigurationError, match="chunk-words"):
         build_config(load_settings(), {"chunk_words": (9, 3)})
+
+
+def test_train_max_length_and_hidden_dropout_flags(clean_env: Path) -> None:
+    quick = build_config(load_settings(), parse_flags(["--quick"]))
+    assert quick.hyper.train_max_length == QUICK_PRESET["train_max_length"] < quick.hyper.max_length
+    assert quick.hyper.hidden_dropout == QUICK_PRESET["hidden_dropout"]
+    assert quick.params()["train_max_length"] == quick.hyper.train_max_length  # part of the run key
+    full = build_config(load_settings(), parse_flags([]))
+    assert full.hyper.train_max_length is None and full.hyper.hidden_dropout is None
+    given = build_config(
+        load_settings(), parse_flags(["--quick", "--train-max-length", "200", "--hidden-dropout", "0.1"])
+    )
+    assert (given.hyper.train_max_length, given.hyper.hidden_dropout) == (200, 0.1)
+    assert given.derived_run_key("h") != quick.derived_run_key("h")
+    # The preset's training limit follows a lower --max-length; one given above it is refused.
+    short = build_config(load_settings(), parse_flags(["--quick", "--max-length", "64"]))
+    assert short.hyper.train_max_length == 64
+    with pytest.raises(ConfigurationError, match="train-max-length"):
+        build_config(load_settings(), parse_flags(["--quick", "--max-length", "64", "--train-max-length", "100"]))
+    with pytest.raises(ConfigurationError, match="train-max-length"):
+        build_config(load_settings(), {"train_max_length": 4})
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigurationError, match="hidden-dropout"):
+            build_config(load_settings(), {"hidden_dropout": bad})
+    with pytest.raises(SystemExit):
+        parse_flags(["--train-max-length", "0"])

@@ -66,3 +66,15 @@ def test_metrics_and_reports(tmp_path: Path) -> None:
 def test_roc_auc_is_nan_for_a_single_class() -> None:
     metrics = classification_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]))
     assert metrics["accuracy"] == 0.5 and np.isnan(metrics["roc_auc"])
+
+
+def test_load_model_sets_the_dropouts_it_is_given(tiny_model_dir: Path) -> None:
+    def dropouts(model: torch.nn.Module) -> set[float]:
+        return {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+
+    assert dropouts(load_model(str(tiny_model_dir))) == {0.1}  # the checkpoint's
+    assert dropouts(load_model(str(tiny_model_dir), hidden_dropout=0.0)) == {0.0, 0.1}  # attention's left alone
+    assert dropouts(load_model(str(tiny_model_dir), attention_dropout=0.0, hidden_dropout=0.0)) == {0.0}
+    model = load_model(str(tiny_model_dir), attention_dropout=0.2, hidden_dropout=0.05)
+    assert model.config.attention_probs_dropout_prob == 0.2
+    assert dropouts(model) == {0.2, 0.05}
