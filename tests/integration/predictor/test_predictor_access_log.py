@@ -24,8 +24,12 @@ def serve_one_request(tmp: Path, postgres: PostgresServer, env: dict[str, str]) 
     process = start_predictor(
         tmp / "p", ["--model_dir", model_uri.removeprefix("file://")], fresh_database(postgres), env
     )
-    with httpx.Client(base_url=process.base_url, timeout=30) as http:
-        assert http.post(INFER, json=BODY).status_code == 200
+    try:
+        with httpx.Client(base_url=process.base_url, timeout=30) as http:
+            assert http.post(INFER, json=BODY).status_code == 200
+    except BaseException:
+        process.stop()  # the callers stop it otherwise
+        raise
     return process
 
 
